@@ -1,0 +1,202 @@
+package torch
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	lib "github.com/sugarme/gotch/libtch"
+)
+
+func TestMain(m *testing.M) {
+	// A test binary of this package that cannot load libtorch is a broken
+	// build, not a reason to skip.
+	if err := Load(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+func mustF32(t *testing.T, data []float32, shape ...int64) *Tensor {
+	t.Helper()
+	x, err := FromFloat32(data, shape...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(x.Free)
+	return x
+}
+
+func values(t *testing.T, x *Tensor) []float32 {
+	t.Helper()
+	v, err := x.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func closeTo(t *testing.T, what string, got []float32, want []float64, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if d := math.Abs(float64(got[i]) - want[i]); d > tol || math.IsNaN(float64(got[i])) {
+			t.Errorf("%s[%d] = %v, want %v (|diff| %.3g > %.3g)", what, i, got[i], want[i], d, tol)
+		}
+	}
+}
+
+func TestMatmulFromGoData(t *testing.T) {
+	a := mustF32(t, []float32{1, 2, 3, 4, 5, 6}, 2, 3)
+	b := mustF32(t, []float32{7, 8, 9, 10, 11, 12}, 3, 2)
+	c, err := Matmul(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Free()
+	if got := c.Shape(); !slices.Equal(got, []int64{2, 2}) {
+		t.Fatalf("shape %v, want [2 2]", got)
+	}
+	if c.DType() != Float32 || c.Device() != CPU {
+		t.Fatalf("got %v on %v, want float32 on cpu", c.DType(), c.Device())
+	}
+	closeTo(t, "a@b", values(t, c), []float64{58, 64, 139, 154}, 0)
+}
+
+func TestShapeMismatchIsAnError(t *testing.T) {
+	if _, err := FromFloat32([]float32{1, 2, 3}, 2, 2); err == nil {
+		t.Fatal("3 values for shape [2 2] accepted")
+	}
+	a := mustF32(t, []float32{1, 2, 3, 4}, 2, 2)
+	b := mustF32(t, []float32{1, 2, 3}, 3, 1)
+	_, err := Matmul(a, b)
+	if err == nil || !strings.Contains(err.Error(), "libtorch:") {
+		t.Fatalf("matmul of [2 2] and [3 1]: err = %v, want a libtorch error", err)
+	}
+}
+
+// TestBackwardAndAdamW trains y = sum((x @ w) * c) for two steps and checks
+// the gradient (x^T c) and both AdamW updates against the formulas of
+// torch.optim.AdamW evaluated here in float64.
+func TestBackwardAndAdamW(t *testing.T) {
+	x := []float64{1, -2, 0.5, 3} // 2x2
+	c := []float64{0.25, -1, 2, 0.5}
+	w0 := []float64{0.1, -0.2, 0.3, -0.4}
+	xt := mustF32(t, f32(x), 2, 2)
+	ct := mustF32(t, f32(c), 2, 2)
+	w := mustF32(t, f32(w0), 2, 2)
+	if err := w.SetRequiresGrad(true); err != nil {
+		t.Fatal(err)
+	}
+	cfg := AdamWConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.1}
+	opt, err := NewAdamW([]*Tensor{w}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Free()
+	// The loss is linear in w, so the gradient is the same every step.
+	grad := []float64{
+		x[0]*c[0] + x[2]*c[2], x[0]*c[1] + x[2]*c[3],
+		x[1]*c[0] + x[3]*c[2], x[1]*c[1] + x[3]*c[3],
+	}
+	ref := slices.Clone(w0)
+	m, v := make([]float64, 4), make([]float64, 4)
+	lrs := []float64{0.05, 0.02}
+	for step, lr := range lrs {
+		var s Scope
+		xw, err := s.Keep(Matmul(xt, w))
+		if err != nil {
+			t.Fatal(err)
+		}
+		prod, err := s.Keep(Mul(xw, ct))
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss, err := s.Keep(prod.Sum())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := loss.Backward(); err != nil {
+			t.Fatal(err)
+		}
+		g, err := s.Keep(w.Grad())
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeTo(t, fmt.Sprintf("step %d grad", step+1), values(t, g), grad, 1e-6)
+		if err := opt.Step([]*Tensor{g}, lr); err != nil {
+			t.Fatal(err)
+		}
+		// Zero the accumulated gradient, as optimizer.zero_grad() would.
+		if _, err := s.Keep(wrap(func(out *lib.Ctensor) { lib.AtgZero_(out, g.c) })); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+
+		n := float64(step + 1)
+		for i := range ref {
+			ref[i] *= 1 - lr*cfg.WeightDecay
+			m[i] = cfg.Beta1*m[i] + (1-cfg.Beta1)*grad[i]
+			v[i] = cfg.Beta2*v[i] + (1-cfg.Beta2)*grad[i]*grad[i]
+			mhat := m[i] / (1 - math.Pow(cfg.Beta1, n))
+			denom := math.Sqrt(v[i])/math.Sqrt(1-math.Pow(cfg.Beta2, n)) + cfg.Eps
+			ref[i] -= lr * mhat / denom
+		}
+		closeTo(t, fmt.Sprintf("step %d weights", step+1), values(t, w), ref, 1e-6)
+	}
+	if opt.Steps() != 2 {
+		t.Fatalf("optimizer counted %d steps, want 2", opt.Steps())
+	}
+}
+
+// TestStubbedOp checks an op the preparation may have stubbed: where it was,
+// calling it must give the documented error; where not, it must work.
+func TestStubbedOp(t *testing.T) {
+	x := mustF32(t, []float32{1, 2, 3}, 1, 3)
+	got, err := wrap(func(out *lib.Ctensor) { lib.AtgSqueezeDims(out, x.c, []int64{0}, 1) })
+	if slices.Contains(Build().StubbedOps, "squeeze_dims") {
+		want := "op squeeze_dims is not available in libtorch " + Build().Version
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("stubbed squeeze_dims: err = %v, want %q", err, want)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("squeeze_dims is not stubbed but fails: %v", err)
+	}
+	defer got.Free()
+	if s := got.Shape(); !slices.Equal(s, []int64{3}) {
+		t.Fatalf("squeeze_dims([1 3], 0) shape %v, want [3]", s)
+	}
+}
+
+func TestThreads(t *testing.T) {
+	before, err := NumThreads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer SetNumThreads(before)
+	if err := SetNumThreads(1); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := NumThreads(); n != 1 {
+		t.Fatalf("after SetNumThreads(1): %d threads", n)
+	}
+	if err := SetNumThreads(0); err == nil {
+		t.Fatal("SetNumThreads(0) accepted")
+	}
+}
+
+func f32(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
