@@ -71,7 +71,11 @@ func Find(ctx context.Context) (*Libtorch, error) {
 		if err != nil || dir == "" {
 			continue
 		}
-		// Debian's python3-torch has no headers of its own; it is found below.
+		// Debian's python3-torch only links to Debian's libtorch, found below
+		// with its package version and BLAS set-up.
+		if isDebianLibtorch(filepath.Join(dir, "lib", "libtorch_cpu.so")) {
+			continue
+		}
 		if lt, err := fromDir(dir, "python3 torch ("+py+")"); err == nil {
 			return lt, nil
 		}
@@ -99,6 +103,11 @@ func fromDir(dir, source string) (*Libtorch, error) {
 		LibDir: filepath.Join(abs, "lib"),
 	}
 	return lt, lt.complete()
+}
+
+func isDebianLibtorch(lib string) bool {
+	real, err := filepath.EvalSymlinks(lib)
+	return err == nil && filepath.Dir(real) == debianLibDir
 }
 
 func debian() (*Libtorch, error) {
