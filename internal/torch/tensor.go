@@ -216,26 +216,3 @@ func (t *Tensor) Grad() (*Tensor, error) {
 	}
 	return g, nil
 }
-
-// Scope frees every tensor registered with it at once: one scope per step
-// or per forward pass keeps memory flat without finalizers.
-type Scope struct {
-	ts []*Tensor
-}
-
-// Keep registers t with the scope and returns it, so that calls chain:
-// x := s.Keep(torch.Matmul(a, b)).
-func (s *Scope) Keep(t *Tensor, err error) (*Tensor, error) {
-	if err == nil {
-		s.ts = append(s.ts, t)
-	}
-	return t, err
-}
-
-// Close frees every registered tensor.
-func (s *Scope) Close() {
-	for _, t := range s.ts {
-		t.Free()
-	}
-	s.ts = s.ts[:0]
-}

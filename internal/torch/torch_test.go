@@ -109,33 +109,23 @@ func TestBackwardAndAdamW(t *testing.T) {
 	m, v := make([]float64, 4), make([]float64, 4)
 	lrs := []float64{0.05, 0.02}
 	for step, lr := range lrs {
-		var s Scope
-		xw, err := s.Keep(Matmul(xt, w))
-		if err != nil {
-			t.Fatal(err)
-		}
-		prod, err := s.Keep(Mul(xw, ct))
-		if err != nil {
-			t.Fatal(err)
-		}
-		loss, err := s.Keep(prod.Sum())
-		if err != nil {
-			t.Fatal(err)
+		s := NewScope()
+		loss := s.Sum(s.Mul(s.Matmul(xt, w), ct))
+		if s.Err() != nil {
+			t.Fatal(s.Err())
 		}
 		if err := loss.Backward(); err != nil {
 			t.Fatal(err)
 		}
-		g, err := s.Keep(w.Grad())
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := s.Own(must(w.Grad()))
 		closeTo(t, fmt.Sprintf("step %d grad", step+1), values(t, g), grad, 1e-6)
 		if err := opt.Step([]*Tensor{g}, lr); err != nil {
 			t.Fatal(err)
 		}
 		// Zero the accumulated gradient, as optimizer.zero_grad() would.
-		if _, err := s.Keep(wrap(func(out *lib.Ctensor) { lib.AtgZero_(out, g.c) })); err != nil {
-			t.Fatal(err)
+		s.op(func(out *lib.Ctensor) { lib.AtgZero_(out, g.c) })
+		if s.Err() != nil {
+			t.Fatal(s.Err())
 		}
 		s.Close()
 
@@ -199,4 +189,67 @@ func f32(v []float64) []float32 {
 		out[i] = float32(x)
 	}
 	return out
+}
+
+func must(x *Tensor, err error) *Tensor {
+	if err != nil {
+		panic(err)
+	}
+	return x
+}
+
+// TestScopeStopsAtFirstError checks that ops after a failure do nothing and
+// the first error is the one reported.
+func TestScopeStopsAtFirstError(t *testing.T) {
+	s := NewScope()
+	defer s.Close()
+	a := s.FromFloat32([]float32{1, 2, 3, 4}, 2, 2)
+	b := s.FromFloat32([]float32{1, 2, 3}, 3, 1)
+	bad := s.Matmul(a, b)
+	if bad != nil || s.Err() == nil {
+		t.Fatalf("matmul [2 2]x[3 1] gave %v, err %v", bad, s.Err())
+	}
+	first := s.Err()
+	if s.Add(a, a) != nil || s.Err() != first {
+		t.Fatalf("an op ran after the scope failed (err %v)", s.Err())
+	}
+}
+
+func TestScopeOps(t *testing.T) {
+	s := NewScope()
+	defer s.Close()
+	x := s.FromFloat32([]float32{1, 2, 3, 4, 5, 6}, 2, 3)
+	cases := []struct {
+		name string
+		got  *Tensor
+		want []float64
+	}{
+		{"transpose", s.Contiguous(s.Transpose(x, 0, 1)), []float64{1, 4, 2, 5, 3, 6}},
+		{"narrow", s.Contiguous(s.Narrow(x, 1, 1, 2)), []float64{2, 3, 5, 6}},
+		{"cat", s.Cat(0, x, x), []float64{1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}},
+		{"mean", s.MeanDim(x, true, -1), []float64{2, 5}},
+		{"addscalar", s.AddScalar(x, 0.5), []float64{1.5, 2.5, 3.5, 4.5, 5.5, 6.5}},
+		{"pow", s.PowScalar(x, 2), []float64{1, 4, 9, 16, 25, 36}},
+		{"linear", s.Linear(x, s.FromFloat32([]float32{1, 0, -1}, 1, 3), s.FromFloat32([]float32{10}, 1)), []float64{8, 8}},
+		{"softmax", s.Softmax(s.FromFloat32([]float32{0, 0}, 2), 0, Float32), []float64{0.5, 0.5}},
+		{"embedding", s.Embedding(x, s.FromInt64([]int64{1, 0}, 2)), []float64{4, 5, 6, 1, 2, 3}},
+		{"triu", s.Triu(s.Full([]int64{2, 2}, 1, Float32, CPU), 1), []float64{0, 1, 0, 0}},
+		{"arange", s.Arange(0, 3, Float32, CPU), []float64{0, 1, 2}},
+		{"silu", s.Silu(s.FromFloat32([]float32{0}, 1)), []float64{0}},
+	}
+	if s.Err() != nil {
+		t.Fatal(s.Err())
+	}
+	for _, c := range cases {
+		closeTo(t, c.name, values(t, c.got), c.want, 1e-6)
+	}
+	// cross entropy of uniform logits over 4 classes is log 4; -100 is ignored.
+	logits := s.Zeros([]int64{3, 4}, Float32, CPU)
+	loss := s.Item(s.CrossEntropy(logits, s.FromInt64([]int64{1, -100, 3}, 3), ReduceMean, -100))
+	if s.Err() != nil {
+		t.Fatal(s.Err())
+	}
+	if math.Abs(loss-math.Log(4)) > 1e-6 {
+		t.Fatalf("cross entropy %v, want log 4", loss)
+	}
 }
