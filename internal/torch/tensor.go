@@ -99,6 +99,70 @@ func FromInt64(data []int64, shape ...int64) (*Tensor, error) {
 	return fromSlice(unsafe.Pointer(unsafe.SliceData(data)), len(data), 8, Int64, shape)
 }
 
+// FromBytes copies raw little-endian row-major data of dtype dt into a new
+// CPU tensor of the given shape.
+func FromBytes(raw []byte, dt DType, shape ...int64) (*Tensor, error) {
+	size := dt.Size()
+	if size == 0 {
+		return nil, fmt.Errorf("torch: no byte size for %v", dt)
+	}
+	if len(raw)%size != 0 {
+		return nil, fmt.Errorf("torch: %d bytes is not a whole number of %v elements", len(raw), dt)
+	}
+	var p unsafe.Pointer
+	if len(raw) > 0 {
+		p = unsafe.Pointer(&raw[0])
+	} else {
+		p = unsafe.Pointer(&size) // libtch reads nothing for zero elements
+	}
+	return fromSlice(p, len(raw)/size, uint(size), dt, shape)
+}
+
+// Size is the byte size of one element.
+func (d DType) Size() int {
+	switch d {
+	case Uint8, Bool:
+		return 1
+	case Float16, BFloat16:
+		return 2
+	case Int32, Float32:
+		return 4
+	case Int64, Float64:
+		return 8
+	}
+	return 0
+}
+
+// Bytes copies t's elements to Go as little-endian row-major bytes of t's
+// dtype, moving it to the CPU first when needed.
+func (t *Tensor) Bytes() ([]byte, error) {
+	src := t
+	if t.Device() != CPU {
+		c, err := t.To(CPU, t.DType())
+		if err != nil {
+			return nil, err
+		}
+		defer c.Free()
+		src = c
+	}
+	cont, err := wrap(func(out *lib.Ctensor) { lib.AtgContiguous(out, src.c) })
+	if err != nil {
+		return nil, err
+	}
+	defer cont.Free()
+	size := t.DType().Size()
+	if size == 0 {
+		return nil, fmt.Errorf("torch: no byte size for %v", t.DType())
+	}
+	n := numel(cont.Shape())
+	out := make([]byte, n*int64(size))
+	if n == 0 {
+		return out, nil
+	}
+	err = call(func() { lib.AtCopyData(cont.c, unsafe.Pointer(&out[0]), uint(n), uint(size)) })
+	return out, err
+}
+
 func fromSlice(p unsafe.Pointer, n int, elt uint, dt DType, shape []int64) (*Tensor, error) {
 	if want := numel(shape); want != int64(n) {
 		return nil, fmt.Errorf("torch: shape %v holds %d elements, data has %d", shape, want, n)
@@ -202,6 +266,31 @@ func (t *Tensor) SetRequiresGrad(on bool) error {
 // Backward runs autograd from the scalar t.
 func (t *Tensor) Backward() error {
 	return call(func() { lib.AtBackward(t.c, 0, 0) })
+}
+
+// CopyFrom overwrites t's values with src's (same shape; dtype and device
+// converted), outside autograd, so it also works on trainable leaves.
+func (t *Tensor) CopyFrom(src *Tensor) error {
+	return call(func() {
+		prev := lib.AtGradSetEnabled(0)
+		lib.AtCopy_(t.c, src.c)
+		lib.AtGradSetEnabled(prev)
+	})
+}
+
+// ZeroGrad zeroes t's accumulated gradient, if it has one.
+func (t *Tensor) ZeroGrad() error {
+	g, err := wrap(func(out *lib.Ctensor) { lib.AtgGrad(out, t.c) })
+	if err != nil {
+		return err
+	}
+	defer g.Free()
+	if !lib.AtDefined(g.c) {
+		return nil
+	}
+	z, err := wrap(func(out *lib.Ctensor) { lib.AtgZero_(out, g.c) })
+	z.Free()
+	return err
 }
 
 // Grad returns a handle to t's accumulated gradient.
