@@ -1,0 +1,256 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// normalizer rewrites text before pre-tokenization. Offsets are not tracked:
+// herd needs ids, not alignments.
+type normalizer interface {
+	normalize(s string) string
+}
+
+type unicodeNormalizer struct{ form norm.Form }
+
+func (n unicodeNormalizer) normalize(s string) string { return n.form.String(s) }
+
+type lowercaseNormalizer struct{}
+
+func (lowercaseNormalizer) normalize(s string) string { return lowercase(s) }
+
+func lowercase(s string) string {
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf && !(s[i] >= 'A' && s[i] <= 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	buf := make([]byte, 0, len(s)+4)
+	buf = append(buf, s[:i]...)
+	for _, r := range s[i:] {
+		buf = appendLower(buf, r)
+	}
+	return string(buf)
+}
+
+type stripNormalizer struct{ left, right bool }
+
+func (n stripNormalizer) normalize(s string) string {
+	if n.left {
+		s = strings.TrimLeftFunc(s, isSpace)
+	}
+	if n.right {
+		s = strings.TrimRightFunc(s, isSpace)
+	}
+	return s
+}
+
+// stripAccentsNormalizer removes non-spacing marks (Mn) only, without
+// decomposing first, as the Rust library does.
+type stripAccentsNormalizer struct{}
+
+func (stripAccentsNormalizer) normalize(s string) string { return removeMn(s) }
+
+func removeMn(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 0x300 && unicode.Is(unicode.Mn, r) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+type replaceNormalizer struct {
+	m       matcher
+	content string
+}
+
+func (n replaceNormalizer) normalize(s string) string { return replaceAll(s, n.m, n.content) }
+
+func replaceAll(s string, m matcher, content string) string {
+	if lm, ok := m.(literalMatcher); ok {
+		if lm.lit == "" {
+			return s
+		}
+		return strings.ReplaceAll(s, lm.lit, content)
+	}
+	ms := m.matches(s, nil)
+	if len(ms) == 0 {
+		return s
+	}
+	var b strings.Builder
+	prev := 0
+	for _, sp := range ms {
+		b.WriteString(s[prev:sp.start])
+		b.WriteString(content)
+		prev = sp.end
+	}
+	b.WriteString(s[prev:])
+	return b.String()
+}
+
+// prependNormalizer prepends to non-empty text only.
+type prependNormalizer struct{ prefix string }
+
+func (n prependNormalizer) normalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return n.prefix + s
+}
+
+type sequenceNormalizer []normalizer
+
+func (q sequenceNormalizer) normalize(s string) string {
+	for _, n := range q {
+		s = n.normalize(s)
+	}
+	return s
+}
+
+// bertNormalizer is BertNormalizer: clean control characters and white
+// space, pad CJK ideographs with spaces, strip accents, lowercase — in the
+// Rust library's order.
+type bertNormalizer struct {
+	cleanText, chinese, stripAccents, lowercase bool
+}
+
+func isChineseChar(r rune) bool {
+	return (r >= 0x4E00 && r <= 0x9FFF) || (r >= 0x3400 && r <= 0x4DBF) ||
+		(r >= 0x20000 && r <= 0x2A6DF) || (r >= 0x2A700 && r <= 0x2B73F) ||
+		(r >= 0x2B740 && r <= 0x2B81F) || (r >= 0x2B820 && r <= 0x2CEAF) ||
+		(r >= 0xF900 && r <= 0xFAFF) || (r >= 0x2F800 && r <= 0x2FA1F)
+}
+
+func (n bertNormalizer) normalize(s string) string {
+	if n.cleanText {
+		s = strings.Map(func(r rune) rune {
+			// Control characters go first: \v, \f and U+0085 are both
+			// control and white space, and are dropped.
+			switch {
+			case r >= 0x20 && r < 0x7F:
+				return r
+			case r == '\t' || r == '\n' || r == '\r':
+				return ' '
+			case r == 0xFFFD || r < 0x20 || isOther(r):
+				return -1
+			case isSpace(r):
+				return ' '
+			}
+			return r
+		}, s)
+	}
+	if n.chinese {
+		var b strings.Builder
+		for _, r := range s {
+			if isChineseChar(r) {
+				b.WriteByte(' ')
+				b.WriteRune(r)
+				b.WriteByte(' ')
+			} else {
+				b.WriteRune(r)
+			}
+		}
+		s = b.String()
+	}
+	if n.stripAccents {
+		s = removeMn(norm.NFD.String(s))
+	}
+	if n.lowercase {
+		s = lowercase(s)
+	}
+	return s
+}
+
+// patternJSON is tokenizer.json's {"String": ...} or {"Regex": ...}.
+type patternJSON struct {
+	String *string `json:"String"`
+	Regex  *string `json:"Regex"`
+}
+
+func buildPattern(p patternJSON) (matcher, error) {
+	switch {
+	case p.String != nil:
+		return literalMatcher{lit: *p.String}, nil
+	case p.Regex != nil:
+		return compileRegex(*p.Regex)
+	}
+	return nil, fmt.Errorf("pattern has neither String nor Regex")
+}
+
+func buildNormalizer(raw json.RawMessage, path string) (normalizer, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var c struct {
+		Type         string            `json:"type"`
+		Normalizers  []json.RawMessage `json:"normalizers"`
+		StripLeft    bool              `json:"strip_left"`
+		StripRight   bool              `json:"strip_right"`
+		Pattern      patternJSON       `json:"pattern"`
+		Content      string            `json:"content"`
+		Prepend      string            `json:"prepend"`
+		CleanText    *bool             `json:"clean_text"`
+		Chinese      *bool             `json:"handle_chinese_chars"`
+		StripAccents *bool             `json:"strip_accents"`
+		Lowercase    *bool             `json:"lowercase"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fieldErr(path, err)
+	}
+	switch c.Type {
+	case "NFC":
+		return unicodeNormalizer{norm.NFC}, nil
+	case "NFD":
+		return unicodeNormalizer{norm.NFD}, nil
+	case "NFKC":
+		return unicodeNormalizer{norm.NFKC}, nil
+	case "NFKD":
+		return unicodeNormalizer{norm.NFKD}, nil
+	case "Lowercase":
+		return lowercaseNormalizer{}, nil
+	case "Strip":
+		return stripNormalizer{left: c.StripLeft, right: c.StripRight}, nil
+	case "StripAccents":
+		return stripAccentsNormalizer{}, nil
+	case "Replace":
+		m, err := buildPattern(c.Pattern)
+		if err != nil {
+			return nil, fieldErr(path+".pattern", err)
+		}
+		return replaceNormalizer{m: m, content: c.Content}, nil
+	case "Prepend":
+		return prependNormalizer{prefix: c.Prepend}, nil
+	case "BertNormalizer":
+		n := bertNormalizer{cleanText: deref(c.CleanText, true), chinese: deref(c.Chinese, true), lowercase: deref(c.Lowercase, true)}
+		n.stripAccents = deref(c.StripAccents, n.lowercase)
+		return n, nil
+	case "Sequence":
+		var q sequenceNormalizer
+		for i, r := range c.Normalizers {
+			n, err := buildNormalizer(r, fmt.Sprintf("%s.normalizers[%d]", path, i))
+			if err != nil {
+				return nil, err
+			}
+			if n != nil {
+				q = append(q, n)
+			}
+		}
+		return q, nil
+	}
+	return nil, fieldErr(path+".type", fmt.Errorf("%w: normalizer %q", ErrUnsupported, c.Type))
+}
+
+func deref(p *bool, def bool) bool {
+	if p == nil {
+		return def
+	}
+	return *p
+}

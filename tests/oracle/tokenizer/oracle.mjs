@@ -1,0 +1,50 @@
+// Reference encoder for herd's tokenizer oracle tests.
+//
+//   node oracle.mjs paths                  print {"name": dir} of every tokenizer (JSON)
+//   node oracle.mjs encode NAME < in.jsonl one JSON line per input line {"text": ...}:
+//                                          {"ids": [...], "ids_special": [...],
+//                                           "decoded": ..., "decoded_skip": ...}
+//   node oracle.mjs bench NAME FILE        encode every line of FILE (JSONL {"text"}),
+//                                          print {"bytes": N, "seconds": S}
+import { readFileSync } from "node:fs";
+import { TOKENIZERS, makeBert, load } from "./tokenizers.mjs";
+
+const [cmd, name, file] = process.argv.slice(2);
+
+function decode(tok, ids, skip) {
+  // tokenizers.js refuses an empty id list; the Rust library returns "".
+  if (ids.length === 0) return "";
+  return tok.decode(ids, { skip_special_tokens: skip, clean_up_tokenization_spaces: false });
+}
+
+if (cmd === "paths") {
+  makeBert();
+  process.stdout.write(JSON.stringify(TOKENIZERS) + "\n");
+} else if (cmd === "encode") {
+  const tok = await load(name);
+  const lines = readFileSync(0, "utf8").split("\n");
+  if (lines.at(-1) === "") lines.pop();
+  const out = [];
+  for (const line of lines) {
+    const { text } = JSON.parse(line);
+    const ids = tok.encode(text, { add_special_tokens: false }).ids;
+    const ids_special = tok.encode(text, { add_special_tokens: true }).ids;
+    out.push(JSON.stringify({ ids, ids_special, decoded: decode(tok, ids, false), decoded_skip: decode(tok, ids_special, true) }));
+  }
+  process.stdout.write(out.join("\n") + (out.length ? "\n" : ""));
+} else if (cmd === "bench") {
+  const tok = await load(name);
+  const texts = readFileSync(file, "utf8").split("\n").filter((l) => l !== "").map((l) => JSON.parse(l).text);
+  let bytes = 0;
+  for (const t of texts) bytes += Buffer.byteLength(t, "utf8");
+  // One warm-up pass, as the Go benchmark also runs warm.
+  for (const t of texts) tok.encode(t, { add_special_tokens: false });
+  const start = process.hrtime.bigint();
+  let n = 0;
+  for (const t of texts) n += tok.encode(t, { add_special_tokens: false }).ids.length;
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  process.stdout.write(JSON.stringify({ bytes, seconds, tokens: n }) + "\n");
+} else {
+  process.stderr.write("usage: node oracle.mjs paths | encode NAME | bench NAME FILE\n");
+  process.exit(2);
+}
