@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/herdml/herd/internal/fsutil"
 	"github.com/herdml/herd/internal/safetensors"
 	"github.com/herdml/herd/internal/torch"
 	"github.com/herdml/herd/model"
@@ -81,7 +82,7 @@ func (ad *Adapter) Save(dir, baseModel string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, ConfigFile), append(data, '\n'))
+	return fsutil.WriteFile(filepath.Join(dir, ConfigFile), append(data, '\n'))
 }
 
 func bytesF32(t *torch.Tensor) ([]byte, error) {
@@ -164,28 +165,4 @@ func readMatrix(f *safetensors.File, name string, shape []int64, errp *error) []
 		*errp = fmt.Errorf("tensor %s: %w", name, err)
 	}
 	return v
-}
-
-// writeFileAtomic writes through a temporary file, fsync and rename.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -86,3 +86,45 @@ func (o *AdamW) Free() {
 	}
 	o.m, o.v, o.cm, o.cv = nil, nil, nil, nil
 }
+
+// Moments returns copies of the first and second moments, one flat slice
+// per parameter, for checkpoints.
+func (o *AdamW) Moments() (m, v [][]float32, err error) {
+	for i := range o.m {
+		mi, err := o.m[i].Float32s()
+		if err != nil {
+			return nil, nil, err
+		}
+		vi, err := o.v[i].Float32s()
+		if err != nil {
+			return nil, nil, err
+		}
+		m, v = append(m, mi), append(v, vi)
+	}
+	return m, v, nil
+}
+
+// Restore overwrites the moments and the step count from a checkpoint.
+func (o *AdamW) Restore(m, v [][]float32, steps int64) error {
+	if len(m) != len(o.m) || len(v) != len(o.v) {
+		return fmt.Errorf("torch: AdamW state has %d/%d moments, optimizer has %d parameters", len(m), len(v), len(o.m))
+	}
+	for i := range o.m {
+		for _, pair := range []struct {
+			dst *Tensor
+			src []float32
+		}{{o.m[i], m[i]}, {o.v[i], v[i]}} {
+			t, err := FromFloat32(pair.src, pair.dst.Shape()...)
+			if err != nil {
+				return fmt.Errorf("torch: AdamW moment %d: %w", i, err)
+			}
+			err = pair.dst.CopyFrom(t)
+			t.Free()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	o.step = steps
+	return nil
+}

@@ -6,11 +6,13 @@
 package torch
 
 // #include <stdlib.h>
+// #include <stdint.h>
 // const char *herd_torch_version(void);
 // char *herd_torch_parallel_info(void);
 // char *herd_torch_config(void);
 // int at_get_num_threads(void);
 // void at_set_num_threads(int);
+// void at_manual_seed(int64_t);
 import "C"
 
 import (
@@ -165,6 +167,13 @@ func CUDADeviceCount() (int, error) {
 		return 0, err
 	}
 	return int(lib.AtcCudaDeviceCount()), nil
+}
+
+// ManualSeed seeds libtorch's default generators (torch.manual_seed).
+func ManualSeed(seed int64) {
+	if mustLoad() == nil {
+		C.at_manual_seed(C.int64_t(seed))
+	}
 }
 
 // Build describes the libtorch torchprep prepared this binary for.

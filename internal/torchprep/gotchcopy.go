@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/herdml/herd/internal/fsutil"
 )
 
 // cAPIName matches the extern "C" functions of gotch's layer and herd's own
@@ -241,7 +243,7 @@ func writeIfChanged(path, body string) error {
 	if old, err := os.ReadFile(path); err == nil && string(old) == body {
 		return nil
 	}
-	return writeAtomic(path, []byte(body))
+	return fsutil.WriteFile(path, []byte(body))
 }
 
 func writeJSONAtomic(path string, v any) error {
@@ -249,34 +251,8 @@ func writeJSONAtomic(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(data, '\n'))
+	return fsutil.WriteFile(path, append(data, '\n'))
 }
-
-// writeAtomic writes through a temporary file, fsync and rename, so a
-// crash leaves either the old file or the new one.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
 // WriteGoWork writes the workspace file that swaps the prepared gotch copy
 // in for the module's own; the main go.mod keeps the plain requirement so
 // packages without libtorch build from a fresh clone.

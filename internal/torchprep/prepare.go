@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/herdml/herd/internal/fsutil"
 )
 
 // toolVersion changes whenever the prepared output changes shape, so that
@@ -320,7 +322,7 @@ func (b *builder) compile(ctx context.Context, path, source string) (obj, diags 
 	if err != nil {
 		os.Remove(tmp)
 		if ctx.Err() == nil {
-			_ = writeAtomic(obj+".err", out)
+			_ = fsutil.WriteFile(obj+".err", out)
 		}
 		return "", string(out), err
 	}

@@ -1,0 +1,234 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/herdml/herd/internal/torch"
+	"github.com/herdml/herd/lora"
+	"github.com/herdml/herd/model"
+	"github.com/herdml/herd/model/tiny"
+)
+
+func TestScheduleMatchesHuggingFace(t *testing.T) {
+	cases := []struct {
+		s    Schedule
+		k    int
+		want float64
+	}{
+		{Schedule{"constant", 1, 0, 10}, 0, 1},
+		{Schedule{"constant", 1, 4, 10}, 0, 0},
+		{Schedule{"constant", 1, 4, 10}, 2, 0.5},
+		{Schedule{"constant", 1, 4, 10}, 9, 1},
+		{Schedule{"linear", 2, 2, 10}, 1, 1},
+		{Schedule{"linear", 2, 2, 10}, 2, 2},
+		{Schedule{"linear", 2, 2, 10}, 6, 1},
+		{Schedule{"linear", 2, 2, 10}, 10, 0},
+		{Schedule{"cosine", 1, 0, 10}, 0, 1},
+		{Schedule{"cosine", 1, 0, 10}, 5, 0.5},
+		{Schedule{"cosine", 1, 2, 12}, 7, 0.5},
+		{Schedule{"cosine", 1, 0, 10}, 10, 0},
+	}
+	for _, c := range cases {
+		if got := c.s.At(c.k); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("%+v.At(%d) = %v, want %v", c.s, c.k, got, c.want)
+		}
+	}
+	if err := (Schedule{"exp", 1, 0, 1}).Validate(); err == nil {
+		t.Error("unknown schedule accepted")
+	}
+}
+
+func TestClipScale(t *testing.T) {
+	if got := ClipScale(10, 1); math.Abs(got-1/(10+1e-6)) > 1e-15 {
+		t.Fatalf("ClipScale(10, 1) = %v", got)
+	}
+	if ClipScale(0.5, 1) != 1 || ClipScale(100, 0) != 1 {
+		t.Fatal("no clipping expected")
+	}
+	if n := Norm([]float32{3, 4}); n != 5 {
+		t.Fatalf("Norm = %v", n)
+	}
+}
+
+func tinyModel(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "model")
+	o := tiny.Default()
+	o.Vocab, o.Hidden, o.Intermediate = 101, 32, 64
+	if err := tiny.Write(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func settings(dropout float64) Settings {
+	return Settings{
+		DType: torch.Float32, Device: torch.CPU,
+		LoRA:        lora.Config{R: 4, Alpha: 8, Dropout: dropout, TargetModules: []string{model.QProj, model.VProj, model.DownProj}},
+		Schedule:    Schedule{Kind: "cosine", LR: 1e-2, Warmup: 2, Total: 8},
+		AdamW:       torch.AdamWConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01},
+		MaxGradNorm: 1, Seed: 5,
+	}
+}
+
+// batches makes n deterministic batches of rows x seq tokens with the first
+// two labels of every row masked, like a prompt.
+func batches(n, rows, seq, vocab int) []Batch {
+	rng := rand.New(rand.NewPCG(9, 9))
+	var out []Batch
+	for range n {
+		b := Batch{B: rows, S: seq, IDs: make([]int64, rows*seq), Labels: make([]int64, rows*seq)}
+		for i := range b.IDs {
+			b.IDs[i] = int64(rng.IntN(vocab))
+			b.Labels[i] = b.IDs[i]
+			if i%seq < 2 {
+				b.Labels[i] = model.IgnoreIndex
+			}
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func split(b Batch, parts int) []Batch {
+	var out []Batch
+	per := b.B / parts
+	for p := range parts {
+		lo, hi := p*per*b.S, (p+1)*per*b.S
+		out = append(out, Batch{B: per, S: b.S, IDs: b.IDs[lo:hi], Labels: b.Labels[lo:hi]})
+	}
+	return out
+}
+
+// step runs micro-batches, then applies the summed gradient.
+func step(t *testing.T, e *Engine, micro []Batch) (float64, StepStats) {
+	t.Helper()
+	var loss float64
+	tokens := 0
+	for _, b := range micro {
+		r, err := e.MicroBatch(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss += r.LossSum
+		tokens += r.Tokens
+	}
+	g, err := e.Gradients()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.Apply(append([]float32(nil), g...), tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loss / float64(tokens), st
+}
+
+func values(t *testing.T, e *Engine) []float32 {
+	t.Helper()
+	v, err := e.Adapter.Values()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func maxDiff(a, b []float32) float64 {
+	d := 0.0
+	for i := range a {
+		d = max(d, math.Abs(float64(a[i])-float64(b[i])))
+	}
+	return d
+}
+
+// TestGradAccumulation: one micro-batch of 4 rows and four of 1 row take
+// the same optimizer steps, within float32 summation-order noise.
+func TestGradAccumulation(t *testing.T) {
+	dir := tinyModel(t)
+	whole, err := New(dir, settings(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer whole.Close()
+	parts, err := New(dir, settings(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parts.Close()
+	for i, b := range batches(3, 4, 12, 101) {
+		l1, _ := step(t, whole, []Batch{b})
+		l4, _ := step(t, parts, split(b, 4))
+		if math.Abs(l1-l4) > 1e-5 {
+			t.Fatalf("step %d: loss %v with one micro-batch, %v with four", i, l1, l4)
+		}
+		if d := maxDiff(values(t, whole), values(t, parts)); d > 1e-6 {
+			t.Fatalf("step %d: adapters differ by %g", i, d)
+		}
+	}
+	if d := maxDiff(values(t, whole), make([]float32, whole.Adapter.NumParams())); d == 0 {
+		t.Fatal("the adapter never moved")
+	}
+}
+
+// TestResume: stopping after 3 steps, checkpointing, and continuing in a
+// new engine gives the same losses as not stopping, dropout included.
+func TestResume(t *testing.T) {
+	dir := tinyModel(t)
+	data := batches(6, 2, 10, 101)
+	run := func(e *Engine, bs []Batch) []float64 {
+		var out []float64
+		for _, b := range bs {
+			l, _ := step(t, e, split(b, 2))
+			out = append(out, l)
+		}
+		return out
+	}
+	straight, err := New(dir, settings(0.1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer straight.Close()
+	want := run(straight, data)
+
+	first, err := New(dir, settings(0.1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := run(first, data[:3])
+	ckpt := filepath.Join(t.TempDir(), "checkpoint-3")
+	if err := first.Save(ckpt, dir, []byte(`{"position":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+
+	second, err := New(dir, settings(0.1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	st, err := second.Restore(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data3 bytes.Buffer
+	if err := json.Compact(&data3, st.Data); err != nil {
+		t.Fatal(err)
+	}
+	if st.Step != 3 || data3.String() != `{"position":3}` || second.Step() != 3 {
+		t.Fatalf("restored state %+v, engine step %d", st, second.Step())
+	}
+	got = append(got, run(second, data[3:])...)
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-6 {
+			t.Fatalf("step %d: loss %v after resume, %v without stopping (all: %v vs %v)", i+1, got[i], want[i], got, want)
+		}
+	}
+	if d := maxDiff(values(t, straight), values(t, second)); d > 1e-6 {
+		t.Fatalf("final adapters differ by %g", d)
+	}
+}
