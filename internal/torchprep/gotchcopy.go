@@ -253,6 +253,7 @@ func writeJSONAtomic(path string, v any) error {
 	}
 	return fsutil.WriteFile(path, append(data, '\n'))
 }
+
 // WriteGoWork writes the workspace file that swaps the prepared gotch copy
 // in for the module's own; the main go.mod keeps the plain requirement so
 // packages without libtorch build from a fresh clone.
