@@ -187,6 +187,7 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value, inSet bool)
 // PEFT's target_modules="all-linear".
 func (d *decoder) decodeStrings(n *yaml.Node, path string, v reflect.Value, inSet bool) {
 	if s, ok := stringScalar(n); ok {
+		d.note(path+"[0]", n, inSet)
 		v.Set(reflect.ValueOf([]string{s}))
 		return
 	}

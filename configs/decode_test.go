@@ -218,6 +218,13 @@ func TestScalarAcceptedForList(t *testing.T) {
 	}
 }
 
+func TestScalarListEntryLocated(t *testing.T) {
+	probs := mustFail(t, base+"lora:\n  target_modules: qkv\n", "l.yaml")
+	if len(probs) != 1 || probs[0].Path != "lora.target_modules[0]" || probs[0].Line != 7 {
+		t.Errorf("want lora.target_modules[0] at line 7, got%s", render(probs))
+	}
+}
+
 func TestAnchorsAndAliases(t *testing.T) {
 	doc := base + "scoring:\n  metrics: &m [loss]\n  generation:\n    stop: *m\n"
 	c := mustParse(t, doc, "a.yaml")

@@ -3,6 +3,7 @@ package configs
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -56,6 +57,11 @@ func checkSetPath(keys []string) (string, string) {
 		}
 		f, ok := fieldsOf(t)[k]
 		if !ok {
+			if name, _, indexed := strings.Cut(k, "["); indexed {
+				if _, known := fieldsOf(t)[name]; known {
+					return joinPath(path, k), fmt.Sprintf("list entries cannot be set one by one; set the whole list, e.g. %s=[a,b]", joinPath(path, name))
+				}
+			}
 			if k == "" {
 				return joinPath(path, k), "empty field name in path"
 			}
@@ -106,40 +112,28 @@ func setNode(root *yaml.Node, keys []string, val *yaml.Node) string {
 			continue
 		}
 		child := cur.Content[idx]
-		switch {
-		case child.Kind == yaml.AliasNode:
-			// An anchor is shared; editing it in place would change every place that uses it.
-			child = deepCopy(child.Alias)
-			cur.Content[idx] = child
-		case isNull(child):
+		if child.Kind == yaml.AliasNode {
+			child = child.Alias
+		}
+		if isNull(child) {
 			child = yamlMapping()
-			cur.Content[idx] = child
 		}
 		if child.Kind != yaml.MappingNode {
 			return fmt.Sprintf("cannot set a field inside %s: it is %s at line %d of the file, not a mapping",
 				strings.Join(keys[:i+1], "."), describe(child), child.Line)
 		}
-		cur = child
+		// Edit a copy of each mapping on the way down: a mapping reached through an
+		// anchor is shared, and the override must change only this place. Copying one
+		// level at a time keeps the cost linear even for nested aliases.
+		cp := *child
+		cp.Anchor = ""
+		cp.Content = slices.Clone(child.Content)
+		cur.Content[idx] = &cp
+		cur = &cp
 	}
 	return ""
 }
 
 func keyNode(k string) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k}
-}
-
-func deepCopy(n *yaml.Node) *yaml.Node {
-	if n == nil {
-		return nil
-	}
-	c := *n
-	c.Anchor = ""
-	if n.Kind == yaml.AliasNode {
-		return deepCopy(n.Alias)
-	}
-	c.Content = make([]*yaml.Node, len(n.Content))
-	for i, x := range n.Content {
-		c.Content[i] = deepCopy(x)
-	}
-	return &c
 }

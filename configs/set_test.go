@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestSetOverrides(t *testing.T) {
@@ -46,11 +48,22 @@ func TestSetOverrides(t *testing.T) {
 }
 
 func TestSetThroughAlias(t *testing.T) {
-	// Overriding inside an aliased section must not change the anchor's other uses.
-	doc := base + "scoring: &s\n  batch_size: 2\ntelemetry: {}\n"
-	c := mustParse(t, doc, "a.yaml", "scoring.batch_size=3")
-	if c.Scoring.BatchSize != 3 {
-		t.Errorf("batch_size = %d, want 3", c.Scoring.BatchSize)
+	// An override inside an aliased mapping must not change the anchor's other uses.
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte("a: &a {b: {c: 1}}\nx: *a\n"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	root := doc.Content[0]
+	val := &yaml.Node{Kind: yaml.ScalarNode, Value: "2"}
+	if msg := setNode(root, []string{"x", "b", "c"}, val); msg != "" {
+		t.Fatal(msg)
+	}
+	var got map[string]map[string]map[string]int
+	if err := root.Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got["a"]["b"]["c"] != 1 || got["x"]["b"]["c"] != 2 {
+		t.Errorf("after setting x.b.c=2 through an alias: %v, want a.b.c 1 and x.b.c 2", got)
 	}
 }
 
@@ -65,6 +78,7 @@ func TestSetProblems(t *testing.T) {
 		{"unknown section", base, []string{"trainig.lr=1"}, `--set trainig: unknown field (did you mean "training"?)`},
 		{"path into a value", base, []string{"training.lr.max=1"}, `--set training.lr.max: training.lr is a single value and has no field "max"`},
 		{"path into a duration", base, []string{"cluster.timeout.s=1"}, `--set cluster.timeout.s: cluster.timeout is a single value and has no field "s"`},
+		{"list index", base, []string{"scoring.metrics[0]=f1"}, "--set scoring.metrics[0]: list entries cannot be set one by one; set the whole list, e.g. scoring.metrics=[a,b]"},
 		{"empty key", base, []string{"training..lr=1"}, "--set training.: empty field name in path"},
 		{"missing equals", base, []string{"training.lr"}, "--set training.lr: expected path=value, e.g. training.lr=1e-4"},
 		{"empty path", base, []string{"=3"}, `--set: "=3": expected path=value, e.g. training.lr=1e-4`},
