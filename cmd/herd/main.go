@@ -21,6 +21,7 @@ func main() {
 // run executes the CLI and returns the process exit status.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
+	app.Reader = os.Stdin
 	if err := app.Run(interleaveFlags(app, args)); err != nil {
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
@@ -48,6 +49,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			versionCommand(),
 			doctorCommand(),
 			configCommand(),
+			tokenizeCommand(),
 		},
 	}
 }
