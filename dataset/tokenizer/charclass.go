@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -95,7 +96,29 @@ func isBertPunc(r rune) bool {
 }
 
 // isOther is Rust char::is_other: general category C, unassigned included.
+// The Basic Multilingual Plane is looked up in a bitmap built on first use.
 func isOther(r rune) bool {
+	if r < 0x10000 {
+		otherOnce.Do(buildOtherBMP)
+		return otherBMP[r>>6]&(1<<(r&63)) != 0
+	}
+	return isOtherSlow(r)
+}
+
+var (
+	otherOnce sync.Once
+	otherBMP  [0x10000 / 64]uint64
+)
+
+func buildOtherBMP() {
+	for r := rune(0); r < 0x10000; r++ {
+		if isOtherSlow(r) {
+			otherBMP[r>>6] |= 1 << (r & 63)
+		}
+	}
+}
+
+func isOtherSlow(r rune) bool {
 	if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs) {
 		return true
 	}

@@ -130,43 +130,83 @@ func isChineseChar(r rune) bool {
 }
 
 func (n bertNormalizer) normalize(s string) string {
-	if n.cleanText {
-		s = strings.Map(func(r rune) rune {
+	// ASCII is handled inline. Runs of non-ASCII text go through the full
+	// per-step path: NFD only reorders marks between starters, and ASCII
+	// characters are starters, so cutting the text at them is exact.
+	out := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x80 {
+			j := i + 1
+			for j < len(s) && s[j] >= 0x80 {
+				j++
+			}
+			out = append(out, n.normalizeSlow(s[i:j])...)
+			i = j
+			continue
+		}
+		i++
+		switch {
+		case c >= 0x20 && c < 0x7F:
+			if n.lowercase && c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+		case !n.cleanText:
+		case c == '\t' || c == '\n' || c == '\r':
+			c = ' '
+		default: // other ASCII controls
+			continue
+		}
+		out = append(out, c)
+	}
+	return string(out)
+}
+
+// normalizeSlow runs the steps in the Rust library's order on non-ASCII text:
+// clean, pad CJK, then NFD + remove Mn, then lowercase.
+func (n bertNormalizer) normalizeSlow(s string) string {
+	buf := make([]byte, 0, len(s)+8)
+	for _, r := range s {
+		if n.cleanText {
 			// Control characters go first: \v, \f and U+0085 are both
 			// control and white space, and are dropped.
 			switch {
-			case r >= 0x20 && r < 0x7F:
-				return r
 			case r == '\t' || r == '\n' || r == '\r':
-				return ' '
-			case r == 0xFFFD || r < 0x20 || isOther(r):
-				return -1
+				r = ' '
+			case r == 0 || r == 0xFFFD || r < 0x20 || isOther(r):
+				continue
 			case isSpace(r):
-				return ' '
-			}
-			return r
-		}, s)
-	}
-	if n.chinese {
-		var b strings.Builder
-		for _, r := range s {
-			if isChineseChar(r) {
-				b.WriteByte(' ')
-				b.WriteRune(r)
-				b.WriteByte(' ')
-			} else {
-				b.WriteRune(r)
+				r = ' '
 			}
 		}
-		s = b.String()
+		if n.chinese && isChineseChar(r) {
+			buf = append(buf, ' ')
+			buf = utf8.AppendRune(buf, r)
+			buf = append(buf, ' ')
+			continue
+		}
+		buf = utf8.AppendRune(buf, r)
 	}
-	if n.stripAccents {
-		s = removeMn(norm.NFD.String(s))
+	if n.stripAccents && !norm.NFD.IsNormal(buf) {
+		buf = norm.NFD.Append(nil, buf...)
 	}
-	if n.lowercase {
-		s = lowercase(s)
+	if !n.stripAccents && !n.lowercase {
+		return string(buf)
 	}
-	return s
+	out := make([]byte, 0, len(buf)+4)
+	for i := 0; i < len(buf); {
+		r, w := utf8.DecodeRune(buf[i:])
+		i += w
+		if n.stripAccents && r >= 0x300 && unicode.Is(unicode.Mn, r) {
+			continue
+		}
+		if n.lowercase {
+			out = appendLower(out, r)
+		} else {
+			out = utf8.AppendRune(out, r)
+		}
+	}
+	return string(out)
 }
 
 // patternJSON is tokenizer.json's {"String": ...} or {"Regex": ...}.

@@ -152,19 +152,43 @@ func (q sequencePre) preTokenize(dst []piece, p piece, sc *scratch) []piece {
 }
 
 // bertPre is BertPreTokenizer: split on white space (removed), then isolate
-// every punctuation character.
+// every punctuation character; done in one pass.
 type bertPre struct{}
 
 var (
 	wsRemoved     = splitter{m: runeMatcher{isSpace}, behavior: splitRemoved}
-	puncIsolated  = splitter{m: runeMatcher{isBertPunc}, behavior: splitIsolated}
 	wordsSplitter = splitter{m: wordMatcher{}, behavior: splitRemoved, invert: true}
 )
 
 func (bertPre) preTokenize(dst []piece, p piece, sc *scratch) []piece {
-	tmp := splitPieces(nil, p, &wsRemoved, sc)
-	for _, t := range tmp {
-		dst = splitPieces(dst, t, &puncIsolated, sc)
+	s := p.text
+	start := -1 // start of the current word, -1 if none
+	emit := func(a, b int) {
+		dst = append(dst, piece{text: s[a:b], first: p.first && a == 0})
+	}
+	for i := 0; i < len(s); {
+		r, n := decodeRune(s, i)
+		switch {
+		case isSpace(r):
+			if start >= 0 {
+				emit(start, i)
+				start = -1
+			}
+		case isBertPunc(r):
+			if start >= 0 {
+				emit(start, i)
+				start = -1
+			}
+			emit(i, i+n)
+		default:
+			if start < 0 {
+				start = i
+			}
+		}
+		i += n
+	}
+	if start >= 0 {
+		emit(start, len(s))
 	}
 	return dst
 }

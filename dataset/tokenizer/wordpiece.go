@@ -13,6 +13,7 @@ type wordPieceModel struct {
 	unkToken string
 	prefix   string
 	maxChars int
+	cache    *wordCache
 }
 
 func (m *wordPieceModel) unk(dst []int) ([]int, error) {
@@ -24,6 +25,26 @@ func (m *wordPieceModel) unk(dst []int) ([]int, error) {
 }
 
 func (m *wordPieceModel) tokenize(word string, dst []int, sc *scratch) ([]int, error) {
+	if ids, ok := m.cache.get(word); ok {
+		for _, id := range ids {
+			dst = append(dst, int(id))
+		}
+		return dst, nil
+	}
+	start0 := len(dst)
+	dst, err := m.tokenizeUncached(word, dst)
+	if err == nil {
+		ids := sc.ids[:0]
+		for _, id := range dst[start0:] {
+			ids = append(ids, int32(id))
+		}
+		m.cache.put(word, ids)
+		sc.ids = ids
+	}
+	return dst, err
+}
+
+func (m *wordPieceModel) tokenizeUncached(word string, dst []int) ([]int, error) {
 	if utf8.RuneCountInString(word) > m.maxChars {
 		return m.unk(dst)
 	}
@@ -85,7 +106,7 @@ func buildWordPiece(raw json.RawMessage, path string) (*wordPieceModel, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fieldErr(path, err)
 	}
-	m := &wordPieceModel{vocab: c.Vocab, unkToken: "[UNK]", prefix: "##", maxChars: 100}
+	m := &wordPieceModel{vocab: c.Vocab, unkToken: "[UNK]", prefix: "##", maxChars: 100, cache: newWordCache()}
 	if c.UnkToken != nil {
 		m.unkToken = *c.UnkToken
 	}

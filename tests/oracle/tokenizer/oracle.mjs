@@ -6,8 +6,11 @@
 //                                           "decoded": ..., "decoded_skip": ...}
 //   node oracle.mjs bench NAME FILE        encode every line of FILE (JSONL {"text"}),
 //                                          print {"bytes": N, "seconds": S}
+//   node oracle.mjs scale BYTES > out.jsonl  documents of 1-8 corpus lines (those under
+//                                          2,000 bytes, without js_differs) joined by newlines, seeded, BYTES in all
 import { readFileSync } from "node:fs";
-import { TOKENIZERS, makeBert, load } from "./tokenizers.mjs";
+import { join } from "node:path";
+import { TOKENIZERS, makeBert, load, here } from "./tokenizers.mjs";
 
 const [cmd, name, file] = process.argv.slice(2);
 
@@ -44,7 +47,26 @@ if (cmd === "paths") {
   for (const t of texts) n += tok.encode(t, { add_special_tokens: false }).ids.length;
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   process.stdout.write(JSON.stringify({ bytes, seconds, tokens: n }) + "\n");
+} else if (cmd === "scale") {
+  const want = Number(name);
+  const src = readFileSync(join(here, "corpus.jsonl"), "utf8").split("\n").filter((l) => l !== "")
+    .map((l) => JSON.parse(l)).filter((l) => !l.js_differs && Buffer.byteLength(l.text, "utf8") < 2000).map((l) => l.text);
+  let seed = 42;
+  const rnd = (n) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const out = [];
+  let bytes = 0;
+  while (bytes < want) {
+    const parts = [];
+    for (let k = 1 + rnd(8); k > 0; k--) parts.push(src[rnd(src.length)]);
+    const text = parts.join("\n");
+    bytes += Buffer.byteLength(text, "utf8");
+    out.push(JSON.stringify({ text }));
+  }
+  process.stdout.write(out.join("\n") + "\n");
 } else {
-  process.stderr.write("usage: node oracle.mjs paths | encode NAME | bench NAME FILE\n");
+  process.stderr.write("usage: node oracle.mjs paths | encode NAME | bench NAME FILE | scale BYTES\n");
   process.exit(2);
 }
