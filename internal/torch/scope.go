@@ -336,6 +336,40 @@ func (s *Scope) Embedding(weight, ids *Tensor) *Tensor {
 	return s.op(func(out *lib.Ctensor) { lib.AtgEmbedding(out, weight.c, ids.c, -1, 0, 0) })
 }
 
+// FromBool copies data into a CPU bool tensor owned by the scope.
+func (s *Scope) FromBool(data []bool, shape ...int64) *Tensor {
+	if s.err != nil {
+		return nil
+	}
+	raw := make([]byte, len(data))
+	for i, b := range data {
+		if b {
+			raw[i] = 1
+		}
+	}
+	t, err := FromBytes(raw, Bool, shape...)
+	s.Fail(err)
+	return s.Own(t)
+}
+
+// WhereScalar is torch.where(cond, x, v): x where cond holds, v elsewhere.
+func (s *Scope) WhereScalar(cond, x *Tensor, v float64) *Tensor {
+	if !s.ok(cond, x) {
+		return nil
+	}
+	return s.op(func(out *lib.Ctensor) {
+		withScalar(v, func(c lib.Cscalar) { lib.AtgWhereScalarother(out, cond.c, x.c, c) })
+	})
+}
+
+// Select is x.select(dim, index): the slice at index, one dimension fewer.
+func (s *Scope) Select(x *Tensor, dim, index int64) *Tensor {
+	if !s.ok(x) {
+		return nil
+	}
+	return s.op(func(out *lib.Ctensor) { lib.AtgSelect(out, x.c, dim, index) })
+}
+
 // --- reductions and normalisation ---
 
 // MeanDim is x.mean(dims, keepdim) in x's dtype.
