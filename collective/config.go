@@ -1,0 +1,168 @@
+package collective
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Algorithm selects how AllReduce moves data.
+type Algorithm string
+
+// Algorithms.
+const (
+	// AlgoAuto uses AlgoDirect for buffers of at most
+	// Config.SmallThreshold bytes (and for groups of two, where it moves
+	// as few bytes as AlgoRSAG with one hop less), AlgoRSAG otherwise.
+	AlgoAuto Algorithm = "auto"
+	// AlgoRSAG is reduce-scatter then all-gather: member r owns 1/N of the
+	// buffer, receives everyone's part of it, reduces it and broadcasts
+	// the result. Bandwidth-optimal: about (3N-2)·S bytes cross the
+	// server for a buffer of S bytes.
+	AlgoRSAG Algorithm = "rsag"
+	// AlgoDirect broadcasts every member's whole buffer; each member
+	// reduces all of them locally. One hop, N²·S bytes: best for small
+	// buffers.
+	AlgoDirect Algorithm = "direct"
+)
+
+// Compression selects the wire format of buffer data.
+type Compression string
+
+// Compressions.
+const (
+	// CompressNone sends float32 as is.
+	CompressNone Compression = "none"
+	// CompressBF16 sends bfloat16 (8-bit exponent, 7-bit mantissa): same
+	// range as float32, about 3 significant digits. Half the bytes.
+	CompressBF16 Compression = "bf16"
+	// CompressFP16 sends IEEE half precision (5-bit exponent, 10-bit
+	// mantissa): about 3.3 digits, but overflows above 65504 and loses
+	// values below 6e-8. Half the bytes.
+	CompressFP16 Compression = "fp16"
+)
+
+// Limits and defaults for Config.
+const (
+	DefaultTimeout        = 60 * time.Second
+	DefaultChunkBytes     = 1 << 20
+	MinChunkBytes         = 4 << 10
+	MaxChunkBytes         = 64 << 20
+	DefaultSmallThreshold = 64 << 10
+	DefaultQueueLen       = 1024
+	// HeaderRoom is the part of the transport's max payload kept for
+	// message headers; chunks carry at most MaxPayload-HeaderRoom bytes.
+	HeaderRoom = 512
+)
+
+// Config tunes a member. All members of a group must use the same
+// Algorithm, Compression, ChunkBytes (after capping by max payload) and
+// SmallThreshold; Join checks this and fails with ErrMismatch otherwise.
+type Config struct {
+	// Algorithm: AlgoAuto (default), AlgoRSAG or AlgoDirect.
+	Algorithm Algorithm
+	// Compression of the wire format: CompressNone (default), CompressBF16
+	// or CompressFP16. Accumulation is always float32. With compression
+	// the result is q(Σ q(x_r)) where q rounds to the wire format (round
+	// to nearest even, NaN and ±Inf preserved), identical on every member.
+	Compression Compression
+	// Timeout bounds one Join or AllReduce call (together with the
+	// context's deadline, whichever is sooner). It must cover the transfer
+	// of the largest buffer; when a member dies the survivors return
+	// ErrTimeout at most this long after the call started. Default 60s;
+	// must be positive.
+	Timeout time.Duration
+	// ChunkBytes is the most buffer bytes per message. 0 means
+	// DefaultChunkBytes (1 MiB). Always capped at the transport's max
+	// payload minus HeaderRoom. Valid: 0 or MinChunkBytes..MaxChunkBytes.
+	ChunkBytes int
+	// SmallThreshold: with AlgoAuto, buffers of at most this many bytes
+	// (4 per float32) use AlgoDirect. Default 64 KiB; 0 is allowed (never
+	// direct except for N ≤ 2); must not be negative.
+	SmallThreshold int
+	// QueueLen is the capacity of the member's receive channel. Default
+	// 1024; must not be negative.
+	QueueLen int
+	// Logger receives debug and warning messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults documented on Config's fields.
+func DefaultConfig() Config {
+	return Config{
+		Algorithm:      AlgoAuto,
+		Compression:    CompressNone,
+		Timeout:        DefaultTimeout,
+		ChunkBytes:     DefaultChunkBytes,
+		SmallThreshold: DefaultSmallThreshold,
+		QueueLen:       DefaultQueueLen,
+	}
+}
+
+// withDefaults fills zero values (except SmallThreshold, where 0 is
+// meaningful) with defaults.
+func (c Config) withDefaults() Config {
+	if c.Algorithm == "" {
+		c.Algorithm = AlgoAuto
+	}
+	if c.Compression == "" {
+		c.Compression = CompressNone
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.ChunkBytes == 0 {
+		c.ChunkBytes = DefaultChunkBytes
+	}
+	if c.QueueLen == 0 {
+		c.QueueLen = DefaultQueueLen
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate returns every problem with c, joined; each wraps ErrInvalid and
+// names the field. Zero values are valid (they mean the default).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...)))
+	}
+	switch c.Algorithm {
+	case "", AlgoAuto, AlgoRSAG, AlgoDirect:
+	default:
+		bad("Algorithm: %q is not auto, rsag or direct", c.Algorithm)
+	}
+	switch c.Compression {
+	case "", CompressNone, CompressBF16, CompressFP16:
+	default:
+		bad("Compression: %q is not none, bf16 or fp16", c.Compression)
+	}
+	if c.Timeout < 0 {
+		bad("Timeout: %v is negative", c.Timeout)
+	}
+	if c.ChunkBytes != 0 && (c.ChunkBytes < MinChunkBytes || c.ChunkBytes > MaxChunkBytes) {
+		bad("ChunkBytes: %d out of range %d..%d", c.ChunkBytes, MinChunkBytes, MaxChunkBytes)
+	}
+	if c.SmallThreshold < 0 {
+		bad("SmallThreshold: %d is negative", c.SmallThreshold)
+	}
+	if c.QueueLen < 0 {
+		bad("QueueLen: %d is negative", c.QueueLen)
+	}
+	return errors.Join(errs...)
+}
+
+func (c Compression) encoding() encoding {
+	switch c {
+	case CompressBF16:
+		return encBF16
+	case CompressFP16:
+		return encF16
+	default:
+		return encF32
+	}
+}
