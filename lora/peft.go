@@ -93,31 +93,40 @@ func bytesF32(t *torch.Tensor) ([]byte, error) {
 	return safetensors.FromFloat32(safetensors.F32, v)
 }
 
-// Load reads a PEFT LoRA adapter for m. Every expected matrix must be
-// present with its shape; an error names the tensor, expected and found.
-func Load(dir string, m *model.Model) (*Adapter, error) {
+// ReadConfig reads and checks a PEFT adapter_config.json.
+func ReadConfig(dir string) (Config, error) {
 	cfgPath := filepath.Join(dir, ConfigFile)
 	data, err := os.ReadFile(cfgPath)
 	if err != nil {
-		return nil, fmt.Errorf("load adapter: %w", err)
+		return Config{}, fmt.Errorf("load adapter: %w", err)
 	}
 	var pc peftConfig
 	if err := json.Unmarshal(data, &pc); err != nil {
-		return nil, fmt.Errorf("load adapter: %s: %w", cfgPath, err)
+		return Config{}, fmt.Errorf("load adapter: %s: %w", cfgPath, err)
 	}
 	if pc.PeftType != "LORA" {
-		return nil, fmt.Errorf("load adapter: %s: peft_type %q, want LORA", cfgPath, pc.PeftType)
+		return Config{}, fmt.Errorf("load adapter: %s: peft_type %q, want LORA", cfgPath, pc.PeftType)
 	}
 	if pc.UseDoRA || len(pc.RankPattern) > 0 || len(pc.AlphaPattern) > 0 || len(pc.LayersToTransform) > 0 {
-		return nil, fmt.Errorf("load adapter: %s: DoRA, rank/alpha patterns and layers_to_transform are not supported", cfgPath)
+		return Config{}, fmt.Errorf("load adapter: %s: DoRA, rank/alpha patterns and layers_to_transform are not supported", cfgPath)
 	}
 	var targets []string
 	if err := json.Unmarshal(pc.TargetModules, &targets); err != nil {
-		return nil, fmt.Errorf("load adapter: %s: target_modules must be a list of projection names: %w", cfgPath, err)
+		return Config{}, fmt.Errorf("load adapter: %s: target_modules must be a list of projection names: %w", cfgPath, err)
 	}
 	cfg := Config{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, TargetModules: targets, RSLoRA: pc.UseRSLoRA}
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("load adapter: %s: %w", cfgPath, err)
+		return Config{}, fmt.Errorf("load adapter: %s: %w", cfgPath, err)
+	}
+	return cfg, nil
+}
+
+// Load reads a PEFT LoRA adapter for m. Every expected matrix must be
+// present with its shape; an error names the tensor, expected and found.
+func Load(dir string, m *model.Model) (*Adapter, error) {
+	cfg, err := ReadConfig(dir)
+	if err != nil {
+		return nil, err
 	}
 	wPath := filepath.Join(dir, WeightsFile)
 	f, err := safetensors.Open(wPath)

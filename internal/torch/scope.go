@@ -113,13 +113,13 @@ func (s *Scope) FromInt64(data []int64, shape ...int64) *Tensor {
 
 // Zeros is torch.zeros(shape, dtype, device).
 func (s *Scope) Zeros(shape []int64, dt DType, dev Device) *Tensor {
-	return s.op(func(out *lib.Ctensor) { lib.AtgZeros(out, shape, len(shape), int32(dt), int32(dev)) })
+	return s.op(func(out *lib.Ctensor) { lib.AtgZeros(out, shape, len(shape), int32(dt), dev.gotch()) })
 }
 
 // Full is torch.full(shape, v, dtype, device).
 func (s *Scope) Full(shape []int64, v float64, dt DType, dev Device) *Tensor {
 	return s.op(func(out *lib.Ctensor) {
-		withScalar(v, func(c lib.Cscalar) { lib.AtgFull(out, shape, len(shape), c, int32(dt), int32(dev)) })
+		withScalar(v, func(c lib.Cscalar) { lib.AtgFull(out, shape, len(shape), c, int32(dt), dev.gotch()) })
 	})
 }
 
@@ -127,7 +127,7 @@ func (s *Scope) Full(shape []int64, v float64, dt DType, dev Device) *Tensor {
 func (s *Scope) Arange(start, end float64, dt DType, dev Device) *Tensor {
 	return s.op(func(out *lib.Ctensor) {
 		withScalar(start, func(a lib.Cscalar) {
-			withScalar(end, func(b lib.Cscalar) { lib.AtgArangeStart(out, a, b, int32(dt), int32(dev)) })
+			withScalar(end, func(b lib.Cscalar) { lib.AtgArangeStart(out, a, b, int32(dt), dev.gotch()) })
 		})
 	})
 }
@@ -461,7 +461,7 @@ func (s *Scope) ToDevice(x *Tensor, dev Device) *Tensor {
 	if x.Device() == dev {
 		return x
 	}
-	return s.op(func(out *lib.Ctensor) { lib.AtgToDevice(out, x.c, int32(dev), int32(x.DType()), 0, 0) })
+	return s.op(func(out *lib.Ctensor) { lib.AtgToDevice(out, x.c, dev.gotch(), int32(x.DType()), 0, 0) })
 }
 
 // Detach returns x cut from the autograd graph.

@@ -2,6 +2,8 @@ package torch
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"unsafe"
 
 	lib "github.com/sugarme/gotch/libtch"
@@ -44,21 +46,40 @@ func (d DType) String() string {
 	return fmt.Sprintf("dtype(%d)", int32(d))
 }
 
-// Device is CPU or a CUDA device, in gotch's numbering: -1 is the CPU,
-// n >= 0 is cuda:n.
+// Device is CPU or a CUDA device. The zero value is the CPU, so that a
+// forgotten field never lands on a GPU.
 type Device int32
 
 // CPU is the host.
-const CPU Device = -1
+const CPU Device = 0
 
 // CUDA returns device cuda:n.
-func CUDA(n int) Device { return Device(n) }
+func CUDA(n int) Device { return Device(n + 1) }
+
+// gotch numbers devices -1 for the CPU and n for cuda:n.
+func (d Device) gotch() int32 { return int32(d) - 1 }
 
 func (d Device) String() string {
-	if d < 0 {
+	if d <= CPU {
 		return "cpu"
 	}
-	return fmt.Sprintf("cuda:%d", int32(d))
+	return fmt.Sprintf("cuda:%d", d.gotch())
+}
+
+// ParseDevice reads "cpu" or "cuda:N" ("cuda" is cuda:0).
+func ParseDevice(s string) (Device, error) {
+	switch {
+	case s == "cpu":
+		return CPU, nil
+	case s == "cuda":
+		return CUDA(0), nil
+	case strings.HasPrefix(s, "cuda:"):
+		n, err := strconv.Atoi(s[len("cuda:"):])
+		if err == nil && n >= 0 {
+			return CUDA(n), nil
+		}
+	}
+	return CPU, fmt.Errorf("device %q: want cpu or cuda:N", s)
 }
 
 // Tensor is a handle to a libtorch tensor. It owns one reference, released
@@ -199,7 +220,7 @@ func (t *Tensor) Shape() []int64 {
 func (t *Tensor) DType() DType { return DType(lib.AtScalarType(t.c)) }
 
 // Device returns where t lives.
-func (t *Tensor) Device() Device { return Device(lib.AtDevice(t.c)) }
+func (t *Tensor) Device() Device { return Device(lib.AtDevice(t.c) + 1) }
 
 // Float32s copies t's values to Go, converting to float32 on the CPU first
 // when needed.
@@ -228,7 +249,7 @@ func (t *Tensor) Float32s() ([]float32, error) {
 
 // To converts t to a device and dtype, returning a new tensor.
 func (t *Tensor) To(dev Device, dt DType) (*Tensor, error) {
-	return wrap(func(out *lib.Ctensor) { lib.AtgToDevice(out, t.c, int32(dev), int32(dt), 0, 0) })
+	return wrap(func(out *lib.Ctensor) { lib.AtgToDevice(out, t.c, dev.gotch(), int32(dt), 0, 0) })
 }
 
 // ZerosLike returns a zero tensor with t's shape, dtype and device.

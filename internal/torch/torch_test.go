@@ -253,3 +253,21 @@ func TestScopeOps(t *testing.T) {
 		t.Fatalf("cross entropy %v, want log 4", loss)
 	}
 }
+
+func TestParseDevice(t *testing.T) {
+	for in, want := range map[string]string{"cpu": "cpu", "cuda": "cuda:0", "cuda:3": "cuda:3"} {
+		d, err := ParseDevice(in)
+		if err != nil || d.String() != want {
+			t.Errorf("ParseDevice(%q) = %v, %v; want %s", in, d, err, want)
+		}
+	}
+	for _, bad := range []string{"gpu", "cuda:-1", "cuda:x", ""} {
+		if _, err := ParseDevice(bad); err == nil {
+			t.Errorf("ParseDevice(%q) accepted", bad)
+		}
+	}
+	var zero Device
+	if zero != CPU {
+		t.Fatal("the zero Device is not the CPU")
+	}
+}
