@@ -2,7 +2,7 @@ package collective
 
 import (
 	"math"
-		"math/rand/v2"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -105,7 +105,7 @@ func TestRoundToNearestEven(t *testing.T) {
 	xs = append(xs,
 		math.Float32frombits(0x3f808000), // bf16 tie, even below
 		math.Float32frombits(0x3f818000), // bf16 tie, odd below: rounds up
-		1+1.0/2048, 1+3.0/2048, // fp16 ties
+		1+1.0/2048, 1+3.0/2048,           // fp16 ties
 		65504, 65519.99, 65520, -65520, // fp16 max / overflow boundary
 		float32(math.Ldexp(1, -25)), float32(math.Ldexp(1.5, -25)), float32(math.Ldexp(1, -24)), // fp16 subnormal edge
 		0, float32(math.Copysign(0, -1)),
