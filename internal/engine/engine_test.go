@@ -232,3 +232,52 @@ func TestResume(t *testing.T) {
 		t.Fatalf("final adapters differ by %g", d)
 	}
 }
+
+// TestScorerLosses: a row's loss does not depend on the padding or the
+// other rows of its batch, and matches the training loss.
+func TestScorerLosses(t *testing.T) {
+	dir := tinyModel(t)
+	sc, err := NewScorer(dir, "", torch.Float32, torch.CPU, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	rows := [][]int64{{4, 8, 15, 16, 23, 42}, {7, 7, 1}}
+	// Right-pad row 1 to 6 with labels masked.
+	b := Batch{B: 2, S: 6, IDs: make([]int64, 12), Labels: make([]int64, 12)}
+	for r, row := range rows {
+		for i := range 6 {
+			if i < len(row) {
+				b.IDs[r*6+i], b.Labels[r*6+i] = row[i], row[i]
+			} else {
+				b.Labels[r*6+i] = model.IgnoreIndex
+			}
+		}
+	}
+	got, err := sc.Losses(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r, row := range rows {
+		alone, err := sc.Losses(Batch{B: 1, S: len(row), IDs: row, Labels: row})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[r].Tokens != len(row)-1 || math.Abs(got[r].Sum-alone[0].Sum) > 1e-4 {
+			t.Fatalf("row %d: batched %+v, alone %+v", r, got[r], alone[0])
+		}
+	}
+	// The sum over rows is the training loss of the batch.
+	e, err := New(dir, settings(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	res, err := e.MicroBatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(res.LossSum-(got[0].Sum+got[1].Sum)) > 1e-4 || res.Tokens != got[0].Tokens+got[1].Tokens {
+		t.Fatalf("training loss %+v, scorer rows %+v", res, got)
+	}
+}

@@ -176,5 +176,16 @@ func ManualSeed(seed int64) {
 	}
 }
 
+// NoGrad turns autograd off on this OS thread until the returned function
+// restores it: defer torch.NoGrad()() (torch.no_grad()). The caller must
+// stay on one OS thread (runtime.LockOSThread) in between.
+func NoGrad() func() {
+	if mustLoad() != nil {
+		return func() {}
+	}
+	prev := lib.AtGradSetEnabled(0)
+	return func() { lib.AtGradSetEnabled(prev) }
+}
+
 // Build describes the libtorch torchprep prepared this binary for.
 func Build() lib.HerdBuildInfo { return lib.HerdBuild }
