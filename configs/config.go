@@ -102,6 +102,10 @@ type Dataset struct {
 	// Truncation says what to do with a row longer than max_seq_len: right (cut the end),
 	// left (cut the beginning) or drop (skip the row). Default right.
 	Truncation string `yaml:"truncation"`
+	// OnError says what a malformed row does (a missing or non-string field, an empty
+	// text, a line that is not JSON): fail (stop, naming file, line and reason) or skip
+	// (leave the row out and count it). Default fail.
+	OnError string `yaml:"on_error"`
 }
 
 // Fields are the column names of a data row, one per logical field. Each defaults to
@@ -294,6 +298,7 @@ func Default() Config {
 			},
 			MaxSeqLen:  2048,
 			Truncation: "right",
+			OnError:    "fail",
 		},
 		Training: Training{
 			Epochs:         1,

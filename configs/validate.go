@@ -18,6 +18,7 @@ var (
 	targetModules   = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 	formats         = []string{"completion", "instruction", "chat"}
 	truncations     = []string{"right", "left", "drop"}
+	onErrors        = []string{"fail", "skip"}
 	schedulers      = []string{"constant", "linear", "cosine"}
 	autocasts       = []string{"none", "bf16"}
 	taskNames       = []string{"loss", "generate", "multiple_choice", "classification"}
@@ -190,6 +191,7 @@ func (c *Config) validateDataset(k *checker) {
 	}
 	k.intMin("dataset.max_seq_len", d.MaxSeqLen, 1)
 	k.oneOf("dataset.truncation", d.Truncation, truncations)
+	k.oneOf("dataset.on_error", d.OnError, onErrors)
 }
 
 func (c *Config) validateTraining(k *checker) {

@@ -36,6 +36,7 @@ func TestValidationRules(t *testing.T) {
 		{"dataset.fields empty", "dataset:\n  train: t\n  fields:\n    messages: \"\"", "dataset.fields.messages", "missing: expected a column name"},
 		{"dataset.max_seq_len", "dataset:\n  train: t\n  max_seq_len: 0", "dataset.max_seq_len", "must be >= 1, got 0"},
 		{"dataset.truncation", "dataset:\n  train: t\n  truncation: middle", "dataset.truncation", `got "middle"`},
+		{"dataset.on_error", "dataset:\n  train: t\n  on_error: ignore", "dataset.on_error", `must be one of fail, skip, got "ignore"`},
 		{"training.epochs", "training:\n  epochs: 0", "training.epochs", "must be > 0, got 0"},
 		{"training.max_steps", "training:\n  max_steps: -1", "training.max_steps", "must be >= 0, got -1"},
 		{"training.micro_batch_size", "training:\n  micro_batch_size: 0", "training.micro_batch_size", "must be >= 1, got 0"},
