@@ -226,6 +226,57 @@ func (t *Tokenizer) buildVocab(vocab map[string]int32, added []addedToken) {
 	}
 }
 
+// readSpecial resolves the special tokens and vocabulary size from the
+// files alone, without building the pipeline: for backends other than this
+// package's own.
+func readSpecial(tokenizerJSON, configJSONData []byte) (SpecialTokens, int, error) {
+	var f fileJSON
+	if err := json.Unmarshal(tokenizerJSON, &f); err != nil {
+		return SpecialTokens{}, 0, fmt.Errorf("tokenizer.json: %w", err)
+	}
+	var m struct {
+		Vocab    json.RawMessage `json:"vocab"`
+		UnkToken json.RawMessage `json:"unk_token"`
+		UnkID    *int            `json:"unk_id"`
+	}
+	if err := json.Unmarshal(f.Model, &m); err != nil {
+		return SpecialTokens{}, 0, fmt.Errorf("tokenizer.json: model: %w", err)
+	}
+	vocab := map[string]int32{}
+	if v := bytes.TrimSpace(m.Vocab); len(v) > 0 && v[0] == '[' {
+		// Unigram: [[piece, score], ...], ids are positions.
+		var pieces [][2]json.RawMessage
+		if err := json.Unmarshal(v, &pieces); err != nil {
+			return SpecialTokens{}, 0, fmt.Errorf("tokenizer.json: model.vocab: %w", err)
+		}
+		for i, p := range pieces {
+			var s string
+			if json.Unmarshal(p[0], &s) == nil {
+				vocab[s] = int32(i)
+			}
+		}
+	} else if len(v) > 0 {
+		if err := json.Unmarshal(v, &vocab); err != nil {
+			return SpecialTokens{}, 0, fmt.Errorf("tokenizer.json: model.vocab: %w", err)
+		}
+	}
+	t := &Tokenizer{}
+	t.buildVocab(vocab, f.AddedTokens)
+	var cfg configJSON
+	if len(bytes.TrimSpace(configJSONData)) > 0 {
+		if err := json.Unmarshal(configJSONData, &cfg); err != nil {
+			return SpecialTokens{}, 0, fmt.Errorf("tokenizer_config.json: %w", err)
+		}
+	}
+	if isNull(cfg.UNK) && !isNull(m.UnkToken) {
+		cfg.UNK = m.UnkToken
+	}
+	if err := t.resolveSpecial(&f, &cfg); err != nil {
+		return SpecialTokens{}, 0, err
+	}
+	return t.specialTokens, t.VocabSize(), nil
+}
+
 // tokenString reads a special token entry of tokenizer_config.json: a
 // string, an AddedToken object with "content", or null.
 func tokenString(raw json.RawMessage) (string, error) {

@@ -24,6 +24,10 @@ import (
 // swaps in the Rust-backed one.
 var oracleLoad = func(path string) (Encoder, error) { return Load(path) }
 
+// oracleLimit names a limit of the implementation under test that makes a
+// corpus line untestable ("" if none); only the hftokenizers backend has one.
+var oracleLimit = func(text string) string { return "" }
+
 // oracleDir is tests/oracle/tokenizer relative to this package.
 func oracleDir(t testing.TB) string {
 	t.Helper()
@@ -164,6 +168,10 @@ func TestOracle(t *testing.T) {
 			mismatches, known, roundtrip := 0, 0, 0
 			for i, line := range corpus {
 				w := want[i]
+				if reason := oracleLimit(line.Text); reason != "" {
+					t.Logf("line %d: not tested: %s", i+1, reason)
+					continue
+				}
 				var problems []string
 				ids, err := tok.Encode(line.Text, false)
 				if err != nil {
