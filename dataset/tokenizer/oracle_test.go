@@ -131,91 +131,128 @@ func TestOracle(t *testing.T) {
 	dir := ensureOracle(t)
 	paths := oraclePaths(t, dir)
 	corpus, raw := readCorpus(t, filepath.Join(dir, "corpus.jsonl"))
-	names := make([]string, 0, len(paths))
-	for n := range paths {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range sortedKeys(paths) {
 		t.Run(name, func(t *testing.T) {
 			tok, err := oracleLoad(paths[name])
 			if err != nil {
 				t.Fatalf("load %s: %v", paths[name], err)
 			}
-			out := runNode(t, dir, raw, "encode", name)
-			var want []struct {
-				IDs         []int  `json:"ids"`
-				IDsSpecial  []int  `json:"ids_special"`
-				Decoded     string `json:"decoded"`
-				DecodedSkip string `json:"decoded_skip"`
-			}
-			dec := json.NewDecoder(bytes.NewReader(out))
-			for dec.More() {
-				var w = struct {
-					IDs         []int  `json:"ids"`
-					IDsSpecial  []int  `json:"ids_special"`
-					Decoded     string `json:"decoded"`
-					DecodedSkip string `json:"decoded_skip"`
-				}{}
-				if err := dec.Decode(&w); err != nil {
-					t.Fatal(err)
-				}
-				want = append(want, w)
-			}
-			if len(want) != len(corpus) {
-				t.Fatalf("oracle returned %d lines for %d corpus lines", len(want), len(corpus))
-			}
-			mismatches, known, roundtrip := 0, 0, 0
-			for i, line := range corpus {
-				w := want[i]
-				if reason := oracleLimit(line.Text); reason != "" {
-					t.Logf("line %d: not tested: %s", i+1, reason)
-					continue
-				}
-				var problems []string
-				ids, err := tok.Encode(line.Text, false)
-				if err != nil {
-					problems = append(problems, "encode: "+err.Error())
-				} else if !slices.Equal(nilToEmpty(ids), nilToEmpty(w.IDs)) {
-					problems = append(problems, "ids differ:\n  got  "+shortIDs(ids)+"\n  want "+shortIDs(w.IDs))
-				}
-				idsSp, err := tok.Encode(line.Text, true)
-				if err != nil {
-					problems = append(problems, "encode special: "+err.Error())
-				} else if !slices.Equal(nilToEmpty(idsSp), nilToEmpty(w.IDsSpecial)) {
-					problems = append(problems, "ids with special tokens differ:\n  got  "+shortIDs(idsSp)+"\n  want "+shortIDs(w.IDsSpecial))
-				}
-				if got, _ := tok.Decode(w.IDs, false); got != w.Decoded {
-					problems = append(problems, "decode differs:\n  got  "+shortStr(got)+"\n  want "+shortStr(w.Decoded))
-				}
-				if got, _ := tok.Decode(w.IDsSpecial, true); got != w.DecodedSkip {
-					problems = append(problems, "decode(skip special) differs:\n  got  "+shortStr(got)+"\n  want "+shortStr(w.DecodedSkip))
-				}
-				if normalize, ok := losslessTokenizers[name]; ok && err == nil {
-					if got, _ := tok.Decode(ids, false); got != normalize(line.Text) {
-						roundtrip++
-						problems = append(problems, "decode(encode(x)) != x:\n  got  "+shortStr(got))
-					}
-				}
-				if len(problems) == 0 {
-					continue
-				}
-				if reason, ok := line.JSDiffers[name]; ok {
-					known++
-					t.Logf("line %d: known difference of the JS reference (%s)", i+1, reason)
-					continue
-				}
-				mismatches++
-				if mismatches <= 10 {
-					t.Errorf("line %d %s:\n%s", i+1, shortStr(line.Text), joinLines(problems))
-				}
-			}
-			t.Logf("%s: %d corpus lines, %d mismatches, %d known JS-reference differences, %d round-trip failures",
-				name, len(corpus), mismatches, known, roundtrip)
-			if mismatches > 10 {
-				t.Errorf("%d mismatching lines in all", mismatches)
-			}
+			compareWithOracle(t, dir, name, tok, corpus, raw)
 		})
+	}
+}
+
+// TestOracleDocuments compares on documents of several corpus lines joined
+// by newlines (the text bench.sh times), where pieces of different scripts
+// and special tokens meet.
+func TestOracleDocuments(t *testing.T) {
+	dir := ensureOracle(t)
+	paths := oraclePaths(t, dir)
+	raw := runNode(t, dir, nil, "scale", "300000")
+	var docs []corpusLine
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for dec.More() {
+		var l corpusLine
+		if err := dec.Decode(&l); err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, l)
+	}
+	for _, name := range sortedKeys(paths) {
+		t.Run(name, func(t *testing.T) {
+			tok, err := oracleLoad(paths[name])
+			if err != nil {
+				t.Fatalf("load %s: %v", paths[name], err)
+			}
+			compareWithOracle(t, dir, name, tok, docs, raw)
+		})
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+type oracleLine struct {
+	IDs         []int  `json:"ids"`
+	IDsSpecial  []int  `json:"ids_special"`
+	Decoded     string `json:"decoded"`
+	DecodedSkip string `json:"decoded_skip"`
+}
+
+// compareWithOracle encodes and decodes every line with tok and with the
+// reference, requiring equal ids (with and without special tokens), equal
+// decoded text, and lossless round trips where the tokenizer is lossless.
+func compareWithOracle(t *testing.T, dir, name string, tok Encoder, lines []corpusLine, raw []byte) {
+	t.Helper()
+	out := runNode(t, dir, raw, "encode", name)
+	var want []oracleLine
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var w oracleLine
+		if err := dec.Decode(&w); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, w)
+	}
+	if len(want) != len(lines) {
+		t.Fatalf("oracle returned %d lines for %d input lines", len(want), len(lines))
+	}
+	mismatches, known, roundtrip, untested := 0, 0, 0, 0
+	for i, line := range lines {
+		w := want[i]
+		if reason := oracleLimit(line.Text); reason != "" {
+			untested++
+			t.Logf("line %d: not tested: %s", i+1, reason)
+			continue
+		}
+		var problems []string
+		ids, err := tok.Encode(line.Text, false)
+		if err != nil {
+			problems = append(problems, "encode: "+err.Error())
+		} else if !slices.Equal(nilToEmpty(ids), nilToEmpty(w.IDs)) {
+			problems = append(problems, "ids differ:\n  got  "+shortIDs(ids)+"\n  want "+shortIDs(w.IDs))
+		}
+		idsSp, errSp := tok.Encode(line.Text, true)
+		if errSp != nil {
+			problems = append(problems, "encode special: "+errSp.Error())
+		} else if !slices.Equal(nilToEmpty(idsSp), nilToEmpty(w.IDsSpecial)) {
+			problems = append(problems, "ids with special tokens differ:\n  got  "+shortIDs(idsSp)+"\n  want "+shortIDs(w.IDsSpecial))
+		}
+		if got, _ := tok.Decode(w.IDs, false); got != w.Decoded {
+			problems = append(problems, "decode differs:\n  got  "+shortStr(got)+"\n  want "+shortStr(w.Decoded))
+		}
+		if got, _ := tok.Decode(w.IDsSpecial, true); got != w.DecodedSkip {
+			problems = append(problems, "decode(skip special) differs:\n  got  "+shortStr(got)+"\n  want "+shortStr(w.DecodedSkip))
+		}
+		if normalize, ok := losslessTokenizers[name]; ok && err == nil {
+			if got, _ := tok.Decode(ids, false); got != normalize(line.Text) {
+				roundtrip++
+				problems = append(problems, "decode(encode(x)) != x:\n  got  "+shortStr(got))
+			}
+		}
+		if len(problems) == 0 {
+			continue
+		}
+		if reason, ok := line.JSDiffers[name]; ok {
+			known++
+			t.Logf("line %d: known difference of the JS reference (%s)", i+1, reason)
+			continue
+		}
+		mismatches++
+		if mismatches <= 10 {
+			t.Errorf("line %d %s:\n%s", i+1, shortStr(line.Text), joinLines(problems))
+		}
+	}
+	t.Logf("%s: %d lines, %d mismatches, %d known JS-reference differences, %d round-trip failures, %d untestable",
+		name, len(lines), mismatches, known, roundtrip, untested)
+	if mismatches > 10 {
+		t.Errorf("%d mismatching lines in all", mismatches)
 	}
 }
 
