@@ -46,7 +46,7 @@ func OpenModel(dir string) (*Model, error) {
 	indexPath := filepath.Join(dir, IndexFileName)
 	raw, err := os.ReadFile(indexPath)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("safetensors: %s holds neither %s nor %s: not a Hugging Face model directory (run `herd model pull` or `herd model init-tiny`)",
+		return nil, fmt.Errorf("safetensors: %s holds neither %s nor %s: not a Hugging Face model directory (for a hub model, run `herd model pull ORG/NAME` and use the directory it prints)",
 			dir, SingleFileName, IndexFileName)
 	}
 	if err != nil {
