@@ -39,7 +39,12 @@ type TrainerState struct {
 }
 
 // Save writes a checkpoint of the current step to dir.
-func (e *Engine) Save(dir, baseModel string, data json.RawMessage) error {
+func (e *Engine) Save(dir, baseModel string, data json.RawMessage) (err error) {
+	e.th.Do(func() { err = e.save(dir, baseModel, data) })
+	return err
+}
+
+func (e *Engine) save(dir, baseModel string, data json.RawMessage) error {
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
@@ -89,7 +94,12 @@ func (e *Engine) Save(dir, baseModel string, data json.RawMessage) error {
 // Restore loads a checkpoint written by Save into the engine: adapter
 // values, optimizer moments and step. It returns the trainer state, whose
 // Data the caller uses to continue where the data stood.
-func (e *Engine) Restore(dir string) (*TrainerState, error) {
+func (e *Engine) Restore(dir string) (st *TrainerState, err error) {
+	e.th.Do(func() { st, err = e.restore(dir) })
+	return st, err
+}
+
+func (e *Engine) restore(dir string) (*TrainerState, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, StateFile))
 	if err != nil {
 		return nil, fmt.Errorf("restore checkpoint: %w", err)

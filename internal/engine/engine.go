@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"runtime"
 
 	"github.com/herdml/herd/internal/torch"
 	"github.com/herdml/herd/lora"
@@ -37,6 +36,7 @@ type Settings struct {
 // Engine trains one adapter on one device. It is not safe for concurrent
 // use: one goroutine drives it.
 type Engine struct {
+	th      *torch.Thread // every libtorch call of the engine runs here
 	set     Settings
 	Model   *model.Model
 	Adapter *lora.Adapter
@@ -68,13 +68,24 @@ func (b Batch) Tokens() int {
 }
 
 // New loads the model in modelDir and creates a fresh adapter.
-func New(modelDir string, set Settings) (*Engine, error) {
+func New(modelDir string, set Settings) (e *Engine, err error) {
 	if err := set.Schedule.Validate(); err != nil {
 		return nil, err
 	}
 	if err := torch.Load(); err != nil {
 		return nil, err
 	}
+	th := torch.NewThread()
+	th.Do(func() { e, err = newEngine(modelDir, set) })
+	if err != nil {
+		th.Close()
+		return nil, err
+	}
+	e.th = th
+	return e, nil
+}
+
+func newEngine(modelDir string, set Settings) (*Engine, error) {
 	if set.Threads > 0 {
 		if err := torch.SetNumThreads(set.Threads); err != nil {
 			return nil, err
@@ -91,7 +102,7 @@ func New(modelDir string, set Settings) (*Engine, error) {
 	}
 	e := &Engine{set: set, Model: m, Adapter: ad}
 	if e.opt, err = torch.NewAdamW(ad.Params(), set.AdamW); err != nil {
-		e.Close()
+		e.free()
 		return nil, err
 	}
 	e.grad = make([]float32, ad.NumParams())
@@ -100,6 +111,11 @@ func New(modelDir string, set Settings) (*Engine, error) {
 
 // Close frees the model, the adapter and the optimizer state.
 func (e *Engine) Close() {
+	e.th.Do(e.free)
+	e.th.Close()
+}
+
+func (e *Engine) free() {
 	if e.opt != nil {
 		e.opt.Free()
 	}
@@ -122,13 +138,15 @@ type MicroResult struct {
 
 // MicroBatch runs b forward and backward, adding its gradient (of the
 // summed loss) to the accumulated one.
-func (e *Engine) MicroBatch(b Batch) (MicroResult, error) {
+func (e *Engine) MicroBatch(b Batch) (r MicroResult, err error) {
+	e.th.Do(func() { r, err = e.microBatch(b) })
+	return r, err
+}
+
+func (e *Engine) microBatch(b Batch) (MicroResult, error) {
 	if len(b.IDs) != b.B*b.S || len(b.Labels) != b.B*b.S {
 		return MicroResult{}, fmt.Errorf("engine: batch of %dx%d has %d ids and %d labels", b.B, b.S, len(b.IDs), len(b.Labels))
 	}
-	// OpenMP keeps a thread pool per OS thread: stay on one.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	// Dropout draws from libtorch's generator: seed it from (seed, step,
 	// micro-batch) so that a resumed run draws what an unbroken one would.
 	torch.ManualSeed(mix(e.set.Seed, uint64(e.step), uint64(e.micro)))
@@ -155,7 +173,9 @@ func (e *Engine) MicroBatch(b Batch) (MicroResult, error) {
 // Gradients returns the accumulated gradient as the flat buffer (owned by
 // the engine, valid until the next call), for the collective to reduce.
 func (e *Engine) Gradients() ([]float32, error) {
-	if err := e.Adapter.Grads(e.grad); err != nil {
+	var err error
+	e.th.Do(func() { err = e.Adapter.Grads(e.grad) })
+	if err != nil {
 		return nil, err
 	}
 	return e.grad, nil
@@ -175,12 +195,15 @@ var ErrNoTokens = errors.New("engine: the global batch has no target tokens")
 // sum of summed-loss gradients over the global batch, and the number of
 // target tokens in it: the step follows the mean token loss, whatever the
 // number of workers and micro-batches. grad is scaled in place.
-func (e *Engine) Apply(grad []float32, tokens int) (StepStats, error) {
+func (e *Engine) Apply(grad []float32, tokens int) (st StepStats, err error) {
 	if tokens <= 0 {
 		return StepStats{}, ErrNoTokens
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	e.th.Do(func() { st, err = e.apply(grad, tokens) })
+	return st, err
+}
+
+func (e *Engine) apply(grad []float32, tokens int) (StepStats, error) {
 	inv := float32(1 / float64(tokens))
 	for i := range grad {
 		grad[i] *= inv

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"runtime"
 
 	"github.com/herdml/herd/internal/torch"
 	"github.com/herdml/herd/lora"
@@ -14,15 +13,27 @@ import (
 type Scorer struct {
 	Model   *model.Model
 	Adapter *lora.Adapter // nil for the base model
-	owned   bool
+	th      *torch.Thread
+	owned   bool // Close frees the model, the adapter and the thread
 }
 
 // NewScorer loads the model in modelDir and, when adapterDir is not empty,
 // the PEFT adapter in it.
-func NewScorer(modelDir, adapterDir string, dt torch.DType, dev torch.Device, threads int) (*Scorer, error) {
+func NewScorer(modelDir, adapterDir string, dt torch.DType, dev torch.Device, threads int) (sc *Scorer, err error) {
 	if err := torch.Load(); err != nil {
 		return nil, err
 	}
+	th := torch.NewThread()
+	th.Do(func() { sc, err = newScorer(modelDir, adapterDir, dt, dev, threads) })
+	if err != nil {
+		th.Close()
+		return nil, err
+	}
+	sc.th = th
+	return sc, nil
+}
+
+func newScorer(modelDir, adapterDir string, dt torch.DType, dev torch.Device, threads int) (*Scorer, error) {
 	if threads > 0 {
 		if err := torch.SetNumThreads(threads); err != nil {
 			return nil, err
@@ -44,17 +55,20 @@ func NewScorer(modelDir, adapterDir string, dt torch.DType, dev torch.Device, th
 
 // Scorer returns a scorer over the engine's model and live adapter (for
 // evaluation during training); closing it frees nothing.
-func (e *Engine) Scorer() *Scorer { return &Scorer{Model: e.Model, Adapter: e.Adapter} }
+func (e *Engine) Scorer() *Scorer { return &Scorer{Model: e.Model, Adapter: e.Adapter, th: e.th} }
 
 // Close frees what NewScorer loaded.
 func (sc *Scorer) Close() {
 	if !sc.owned {
 		return
 	}
-	if sc.Adapter != nil {
-		sc.Adapter.Free()
-	}
-	sc.Model.Free()
+	sc.th.Do(func() {
+		if sc.Adapter != nil {
+			sc.Adapter.Free()
+		}
+		sc.Model.Free()
+	})
+	sc.th.Close()
 }
 
 func (sc *Scorer) adapter() model.Adapter {
@@ -71,12 +85,15 @@ type RowLoss struct {
 }
 
 // Losses runs b forward without gradients and returns each row's loss.
-func (sc *Scorer) Losses(b Batch) ([]RowLoss, error) {
+func (sc *Scorer) Losses(b Batch) (rows []RowLoss, err error) {
 	if len(b.IDs) != b.B*b.S || len(b.Labels) != b.B*b.S {
 		return nil, fmt.Errorf("engine: batch of %dx%d has %d ids and %d labels", b.B, b.S, len(b.IDs), len(b.Labels))
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	sc.th.Do(func() { rows, err = sc.losses(b) })
+	return rows, err
+}
+
+func (sc *Scorer) losses(b Batch) ([]RowLoss, error) {
 	defer torch.NoGrad()()
 	s := torch.NewScope()
 	defer s.Close()
@@ -100,9 +117,10 @@ func (sc *Scorer) Losses(b Batch) ([]RowLoss, error) {
 }
 
 // Generate continues prompts (see model.Model.Generate).
-func (sc *Scorer) Generate(prompts [][]int64, cfg model.GenConfig) ([][]int64, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	defer torch.NoGrad()()
-	return sc.Model.Generate(prompts, cfg, sc.adapter())
+func (sc *Scorer) Generate(prompts [][]int64, cfg model.GenConfig) (out [][]int64, err error) {
+	sc.th.Do(func() {
+		defer torch.NoGrad()()
+		out, err = sc.Model.Generate(prompts, cfg, sc.adapter())
+	})
+	return out, err
 }

@@ -271,3 +271,22 @@ func TestParseDevice(t *testing.T) {
 		t.Fatal("the zero Device is not the CPU")
 	}
 }
+
+func TestThreadRunsOnOneOSThread(t *testing.T) {
+	th := NewThread()
+	defer th.Close()
+	var first, other int
+	th.Do(func() { first = gettid() })
+	for range 50 {
+		go func() {}()
+		th.Do(func() { other = gettid() })
+		if other != first {
+			t.Fatalf("work ran on thread %d, then %d", first, other)
+		}
+	}
+	x := 0
+	th.Do(func() { x = 42 })
+	if x != 42 {
+		t.Fatal("Do returned before the work ran")
+	}
+}

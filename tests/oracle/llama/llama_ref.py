@@ -87,25 +87,15 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def main():
-    model_dir, adapter_dir, inputs_path, out_path = sys.argv[1:5]
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    W = read_safetensors(os.path.join(model_dir, "model.safetensors"))
-    acfg = json.load(open(os.path.join(adapter_dir, "adapter_config.json")))
-    lora = read_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"))
-    for t in lora.values():
-        t.requires_grad_(True)
-    inputs = read_safetensors(inputs_path)
-    ids, labels = inputs["ids"], inputs["labels"]
-
+def forward(cfg, W, lora, scaling, ids):
+    """Logits [B, S, V] (float32) of ids under weights W and LoRA matrices
+    lora (PEFT keys), as LlamaForCausalLM / Qwen2ForCausalLM compute them."""
     arch = cfg["architectures"][0]
     H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     D = cfg.get("head_dim") or cfg["hidden_size"] // H
     eps = cfg["rms_norm_eps"]
     qkv_bias = arch == "Qwen2ForCausalLM" or cfg.get("attention_bias", False)
     o_bias = arch != "Qwen2ForCausalLM" and cfg.get("attention_bias", False)
-    r, alpha = acfg["r"], acfg["lora_alpha"]
-    scaling = alpha / math.sqrt(r) if acfg.get("use_rslora") else alpha / r
 
     B, S = ids.shape
     pos = torch.arange(S, dtype=torch.int64).float()
@@ -144,8 +134,27 @@ def main():
         h = h + proj(i, "down_proj", F.silu(proj(i, "gate_proj", x)) * proj(i, "up_proj", x))
     h = rms_norm(h, W["model.norm.weight"], eps)
     head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else W["lm_head.weight"]
-    logits = F.linear(h, head).float()
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum")
+    return F.linear(h, head).float()
+
+
+def causal_lm_loss_sum(logits, labels):
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum")
+
+
+def main():
+    model_dir, adapter_dir, inputs_path, out_path = sys.argv[1:5]
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    W = read_safetensors(os.path.join(model_dir, "model.safetensors"))
+    acfg = json.load(open(os.path.join(adapter_dir, "adapter_config.json")))
+    lora = read_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"))
+    for t in lora.values():
+        t.requires_grad_(True)
+    inputs = read_safetensors(inputs_path)
+    r, alpha = acfg["r"], acfg["lora_alpha"]
+    scaling = alpha / math.sqrt(r) if acfg.get("use_rslora") else alpha / r
+
+    logits = forward(cfg, W, lora, scaling, inputs["ids"])
+    loss = causal_lm_loss_sum(logits, inputs["labels"])
     loss.backward()
 
     out = {"logits": logits.detach(), "loss_sum": loss.detach().reshape([])}

@@ -1,0 +1,5 @@
+package torch
+
+import "syscall"
+
+func gettid() int { return syscall.Gettid() }
