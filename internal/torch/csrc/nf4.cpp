@@ -147,9 +147,14 @@ State makeState(tensor packed, tensor absmax, tensor absmax2, tensor code2, doub
 // the quantised base weight is frozen.
 class LinearFn : public torch::autograd::Function<LinearFn> {
  public:
+  // Optional tensors are passed as c10::optional: autograd records an
+  // undefined at::Tensor argument as an input without a device.
   static at::Tensor forward(torch::autograd::AutogradContext *ctx, at::Tensor x, at::Tensor packed,
-                            at::Tensor absmax, at::Tensor absmax2, at::Tensor code2, at::Tensor bias,
-                            double offset, int64_t blocksize, int64_t blocksize2, std::vector<int64_t> shape) {
+                            at::Tensor absmax, c10::optional<at::Tensor> absmax2_, c10::optional<at::Tensor> code2_,
+                            c10::optional<at::Tensor> bias_, double offset, int64_t blocksize, int64_t blocksize2,
+                            std::vector<int64_t> shape) {
+    at::Tensor absmax2 = absmax2_.value_or(at::Tensor()), code2 = code2_.value_or(at::Tensor());
+    at::Tensor bias = bias_.value_or(at::Tensor());
     State st{packed, absmax, absmax2, code2, offset, blocksize, blocksize2, shape};
     at::Tensor y;
     {
@@ -220,9 +225,10 @@ void herd_nf4_linear(tensor *out, tensor x, tensor packed, tensor absmax, tensor
     TORCH_CHECK(x->dim() >= 1 && x->size(-1) == shape[1], "nf4: input has ", x->size(-1),
                 " features, weight expects ", shape[1]);
     TORCH_CHECK(x->device() == st.packed.device(), "nf4: input and weight are on different devices");
+    auto opt = [](const at::Tensor &t) { return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt; };
     at::Tensor b = bias != nullptr ? *bias : at::Tensor();
-    out[0] = new torch::Tensor(LinearFn::apply(*x, st.packed, st.absmax, st.absmax2, st.code2, b, offset,
-                                               blocksize, blocksize2, st.shape));
+    out[0] = new torch::Tensor(LinearFn::apply(*x, st.packed, st.absmax, opt(st.absmax2), opt(st.code2), opt(b),
+                                               offset, blocksize, blocksize2, st.shape));
   )
 }
 
