@@ -61,3 +61,11 @@ func herd(t *testing.T, env []string, args ...string) result {
 	t.Logf("herd %v -> exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
 	return r
 }
+
+// herdCmd prepares a herd command for tests that need stdin.
+func herdCmd(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(herdBin, args...)
+	cmd.Stderr = os.Stderr
+	return cmd
+}

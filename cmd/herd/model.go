@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herdml/herd/lora"
+	"github.com/herdml/herd/model/tiny"
 	"github.com/herdml/herd/model/hub"
 )
 
@@ -53,6 +54,42 @@ func modelCommand() *cli.Command {
 						return cli.Exit(err.Error(), 1)
 					}
 					fmt.Fprintln(c.App.Writer, dir)
+					return nil
+				},
+			},
+			{
+				Name:  "init-tiny",
+				Usage: "write a tiny random model with a real tokenizer, for tests and the demo",
+				Description: "Writes config.json, model.safetensors (seeded random weights), tokenizer.json and " +
+					"tokenizer_config.json (a byte-level BPE trained on herd's sample text) in Hugging Face layout.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "out", Required: true, Usage: "model directory to write"},
+					&cli.StringFlag{Name: "arch", Value: "llama", Usage: "llama, mistral or qwen2"},
+					&cli.IntFlag{Name: "layers", Value: tiny.Default().Layers},
+					&cli.IntFlag{Name: "hidden", Value: tiny.Default().Hidden},
+					&cli.IntFlag{Name: "heads", Value: tiny.Default().Heads},
+					&cli.IntFlag{Name: "kv-heads", Value: tiny.Default().KVHeads},
+					&cli.IntFlag{Name: "intermediate", Value: tiny.Default().Intermediate},
+					&cli.IntFlag{Name: "vocab", Value: tiny.Default().Vocab, Usage: "tokenizer and model vocabulary size"},
+					&cli.BoolFlag{Name: "tie", Value: true, Usage: "tie the output head to the embeddings"},
+					&cli.Uint64Flag{Name: "seed", Value: 1},
+					&cli.StringFlag{Name: "sample-data", Usage: "also write train.jsonl and eval.jsonl from the sample text to this directory"},
+				},
+				Action: func(c *cli.Context) error {
+					o := tiny.Default()
+					o.Arch, o.Layers, o.Hidden, o.Heads, o.KVHeads = c.String("arch"), c.Int("layers"), c.Int("hidden"), c.Int("heads"), c.Int("kv-heads")
+					o.Intermediate, o.Vocab, o.Tie, o.Seed = c.Int("intermediate"), c.Int("vocab"), c.Bool("tie"), c.Uint64("seed")
+					if err := tiny.WriteWithTokenizer(c.String("out"), o); err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+					fmt.Fprintf(c.App.Writer, "wrote %s model to %s (%d layers, hidden %d, vocab %d)\n", o.Arch, c.String("out"), o.Layers, o.Hidden, o.Vocab)
+					if dir := c.String("sample-data"); dir != "" {
+						train, eval, err := tiny.WriteSampleData(dir, 5)
+						if err != nil {
+							return cli.Exit(err.Error(), 1)
+						}
+						fmt.Fprintf(c.App.Writer, "wrote %d train and %d eval rows to %s\n", train, eval, dir)
+					}
 					return nil
 				},
 			},

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/herdml/herd/internal/safetensors"
+	"github.com/herdml/herd/model/tinytok"
 )
 
 // Options shape the model. Zero values take the defaults of Default().
@@ -36,6 +37,8 @@ type Options struct {
 	NormNoise float64
 	// DType of the stored weights: F32 (default), BF16 or F16.
 	DType safetensors.DType
+	// BOS and EOS are the token ids config.json names (defaults 0 and 1).
+	BOS, EOS int
 }
 
 // Default is the tiny model of the demo.
@@ -68,6 +71,9 @@ func (o *Options) fill() {
 	}
 	if o.DType == "" {
 		o.DType = safetensors.F32
+	}
+	if o.BOS == 0 && o.EOS == 0 {
+		o.EOS = 1
 	}
 }
 
@@ -107,9 +113,7 @@ var archNames = map[string][2]string{
 	"qwen2":   {"Qwen2ForCausalLM", "qwen2"},
 }
 
-// Write creates dir with config.json and model.safetensors. Token ids 0, 1
-// and 2 are taken as BOS, EOS and PAD unless the tokenizer written beside
-// it says otherwise in its own files.
+// Write creates dir with config.json and model.safetensors.
 func Write(dir string, o Options) error {
 	o.fill()
 	if err := o.Validate(); err != nil {
@@ -136,8 +140,8 @@ func Write(dir string, o Options) error {
 		"rope_theta":              o.RopeTheta,
 		"tie_word_embeddings":     o.Tie,
 		"torch_dtype":             dtypeName,
-		"bos_token_id":            0,
-		"eos_token_id":            1,
+		"bos_token_id":            o.BOS,
+		"eos_token_id":            o.EOS,
 		"initializer_range":       0.02,
 		"use_cache":               true,
 	}
@@ -225,3 +229,21 @@ func weights(o Options) ([]safetensors.NamedTensor, error) {
 // Std is the standard deviation of the projection weights (Hugging Face's
 // initializer_range), exported for tests that check the draw.
 const Std = 0.02
+
+// WriteWithTokenizer trains the tiny byte-level BPE on its embedded sample
+// text with o.Vocab entries and writes it beside the model, whose
+// vocabulary and BOS/EOS ids then follow the tokenizer.
+func WriteWithTokenizer(dir string, o Options) error {
+	o.fill()
+	tok, err := tinytok.Train(tinytok.SampleText, o.Vocab)
+	if err != nil {
+		return fmt.Errorf("tiny tokenizer: %w", err)
+	}
+	bos, _ := tok.TokenID(tinytok.BeginOfText)
+	eos, _ := tok.TokenID(tinytok.EndOfText)
+	o.BOS, o.EOS = bos, eos
+	if err := Write(dir, o); err != nil {
+		return err
+	}
+	return tok.WriteFiles(dir)
+}
