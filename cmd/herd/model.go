@@ -7,8 +7,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herdml/herd/lora"
-	"github.com/herdml/herd/model/tiny"
 	"github.com/herdml/herd/model/hub"
+	"github.com/herdml/herd/model/tiny"
 )
 
 func modelCommand() *cli.Command {

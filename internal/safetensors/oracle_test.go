@@ -23,11 +23,11 @@ func torchPython(t *testing.T) string {
 	py := "/usr/bin/python3"
 	if _, err := os.Stat(py); err != nil {
 		if py, err = exec.LookPath("python3"); err != nil {
-			t.Skip("no python3: the torch oracle tests need python3 with torch")
+			t.Fatal("no python3: the torch oracle tests need python3 with torch (make test-deps)")
 		}
 	}
 	if out, err := exec.Command(py, "-c", "import torch, numpy").CombinedOutput(); err != nil {
-		t.Skipf("python3 cannot import torch (install python3-torch): %v: %s", err, out)
+		t.Fatalf("python3 cannot import torch (make test-deps installs python3-torch): %v: %s", err, out)
 	}
 	return py
 }

@@ -38,11 +38,11 @@ func TestMatchesTokenizersJS(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(oracleDir, "node_modules", "@huggingface", "tokenizers")); err != nil {
-		t.Skip("tokenizers.js is not installed under tests/oracle/tokenizer/node_modules")
+		t.Fatal("tokenizers.js is not installed under tests/oracle/tokenizer/node_modules: run make test-deps")
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("no node")
+		t.Fatal("node not found: the tokenizer oracle needs Node.js (make test-deps)")
 	}
 	texts := []string{
 		"Hello world",
