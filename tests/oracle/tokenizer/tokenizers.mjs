@@ -14,6 +14,8 @@ export const TOKENIZERS = {
   deepseek_v3: lenml("deepseek_v3"),
   llama2: lenml("llama2"),
   gemma3: lenml("gemma3"),
+  gpt4o: lenml("gpt4o"),
+  claude: lenml("claude"),
   "bert-base-uncased": join(here, ".generated", "bert-base-uncased"),
 };
 
