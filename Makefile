@@ -37,9 +37,11 @@ test: build test-deps ## all tests: vet, unit, end-to-end, and -race on the pack
 demo: build ## the main job on embedded defaults
 	@scripts/demo.sh
 
-bench: build ## benchmarks, machine-readable (go test -bench -json)
+bench: build test-deps ## benchmarks, machine-readable JSON under artifacts/bench/
 	@mkdir -p artifacts/bench
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 -json ./... | tee artifacts/bench/go-bench.jsonl | $(GO) run ./internal/benchfmt
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -json ./... > artifacts/bench/go-bench.jsonl
+	@grep -o '"Output":"Benchmark[^"]*' artifacts/bench/go-bench.jsonl | sed 's/"Output":"//; s/\\t/ /g; s/\\n//' || true
+	scripts/bench-train.sh | tee artifacts/bench/train.json
 
 lint: prepare ## gofmt, go vet, staticcheck, import boundaries, go mod tidy
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting (make fmt)"; exit 1; }
