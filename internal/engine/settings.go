@@ -45,8 +45,10 @@ func SettingsFromConfig(cfg *configs.Config, dev torch.Device, totalSteps int) (
 	}
 	switch cfg.Model.Quantization {
 	case "none", "":
+	case "nf4":
+		set.NewLinear = lora.NF4Factory(cfg.Model.DoubleQuant)
 	default:
-		return Settings{}, fmt.Errorf("model.quantization: %q is not available in this build yet", cfg.Model.Quantization)
+		return Settings{}, fmt.Errorf("model.quantization: %q: want none or nf4", cfg.Model.Quantization)
 	}
 	return set, nil
 }
