@@ -31,6 +31,9 @@ type Settings struct {
 	Seed uint64
 	// Threads sets libtorch's intra-op threads; 0 keeps libtorch's choice.
 	Threads int
+	// Autocast, when not 0, runs the forward pass in that dtype with
+	// libtorch's autocast (training.autocast: bf16).
+	Autocast torch.DType
 }
 
 // Engine trains one adapter on one device. It is not safe for concurrent
@@ -158,7 +161,17 @@ func (e *Engine) microBatch(b Batch) (MicroResult, error) {
 	defer s.Close()
 	ids := s.ToDevice(s.FromInt64(b.IDs, int64(b.B), int64(b.S)), e.Model.Device)
 	labels := s.ToDevice(s.FromInt64(b.Labels, int64(b.B), int64(b.S)), e.Model.Device)
-	logits := e.Model.Forward(s, model.Batch{IDs: ids}, model.Options{Adapter: e.Adapter})
+	var logits *torch.Tensor
+	if e.set.Autocast != 0 {
+		off, err := torch.Autocast(e.Model.Device, e.set.Autocast)
+		if err != nil {
+			return MicroResult{}, err
+		}
+		logits = e.Model.Forward(s, model.Batch{IDs: ids}, model.Options{Adapter: e.Adapter})
+		off()
+	} else {
+		logits = e.Model.Forward(s, model.Batch{IDs: ids}, model.Options{Adapter: e.Adapter})
+	}
 	loss := model.CausalLMLoss(s, logits, labels)
 	lossSum := s.Item(loss)
 	if err := s.Err(); err != nil {

@@ -326,3 +326,38 @@ func TestQLoRATrains(t *testing.T) {
 		t.Fatalf("loss did not fall: %.4f -> %.4f", first, last)
 	}
 }
+
+// TestAutocastBF16: with bf16 autocast (on the CPU here; CUDA in
+// production) the loss stays close to float32's and the adapter learns.
+func TestAutocastBF16(t *testing.T) {
+	dir := tinyModel(t)
+	b := batches(1, 2, 16, 101)[0]
+	losses := map[bool]float64{}
+	for _, ac := range []bool{false, true} {
+		set := settings(0)
+		if ac {
+			set.Autocast = torch.BFloat16
+		}
+		e, err := New(dir, set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := e.MicroBatch(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := e.Gradients()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if Norm(g) == 0 {
+			t.Fatalf("autocast %v: zero gradient", ac)
+		}
+		losses[ac] = r.LossSum / float64(r.Tokens)
+		e.Close()
+	}
+	t.Logf("loss float32 %.5f, bf16 autocast %.5f", losses[false], losses[true])
+	if d := math.Abs(losses[true] - losses[false]); d > 0.02*losses[false] || d == 0 {
+		t.Fatalf("bf16 autocast loss %v vs float32 %v: want close but not identical", losses[true], losses[false])
+	}
+}

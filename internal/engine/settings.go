@@ -43,6 +43,13 @@ func SettingsFromConfig(cfg *configs.Config, dev torch.Device, totalSteps int) (
 		Seed:        uint64(t.Seed),
 		Threads:     t.Threads,
 	}
+	switch cfg.Training.Autocast {
+	case "none", "":
+	case "bf16":
+		set.Autocast = torch.BFloat16
+	default:
+		return Settings{}, fmt.Errorf("training.autocast: %q: want none or bf16", cfg.Training.Autocast)
+	}
 	switch cfg.Model.Quantization {
 	case "none", "":
 	case "nf4":

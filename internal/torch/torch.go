@@ -13,6 +13,7 @@ package torch
 // int at_get_num_threads(void);
 // void at_set_num_threads(int);
 // void at_manual_seed(int64_t);
+// void herd_autocast_set(int device_type, int enabled, int dtype);
 import "C"
 
 import (
@@ -185,6 +186,20 @@ func NoGrad() func() {
 	}
 	prev := lib.AtGradSetEnabled(0)
 	return func() { lib.AtGradSetEnabled(prev) }
+}
+
+// Autocast runs eligible ops on dev in dtype dt (mixed precision, as
+// torch.autocast does) on this OS thread until the returned function turns
+// it off: defer torch.Autocast(dev, torch.BFloat16)().
+func Autocast(dev Device, dt DType) (func(), error) {
+	kind := C.int(0)
+	if dev != CPU {
+		kind = 1
+	}
+	if err := call(func() { C.herd_autocast_set(kind, 1, C.int(dt)) }); err != nil {
+		return nil, err
+	}
+	return func() { _ = call(func() { C.herd_autocast_set(kind, 0, C.int(dt)) }) }, nil
 }
 
 // Build describes the libtorch torchprep prepared this binary for.

@@ -2,6 +2,7 @@
 // into libherdtorch.so next to gotch's wrappers; every function is extern
 // "C", named herd_*, and reached from Go through the same trampolines.
 #include "torch_api.h"
+#include <ATen/autocast_mode.h>
 #include <cmath>
 #include <torch/version.h>
 
@@ -42,6 +43,24 @@ void herd_adamw_step(tensor *params, tensor *grads, tensor *exp_avg,
       auto denom = (v.sqrt() / std::sqrt(bc2)).add_(eps);
       p.addcdiv_(m, denom, -lr / bc1);
     }
+  )
+}
+
+// herd_autocast_set turns mixed precision on or off for the calling
+// thread, as torch.autocast(device_type, dtype) does: on CUDA (device_type
+// 1) or the CPU (0), eligible ops (matmul, linear) run in dtype while
+// numerically sensitive ones stay in float32. Leaving clears the cast cache.
+void herd_autocast_set(int device_type, int enabled, int dtype) {
+  PROTECT(
+    const auto st = static_cast<at::ScalarType>(dtype);
+    if (device_type == 1) {
+      at::autocast::set_enabled(enabled != 0);
+      if (enabled) at::autocast::set_autocast_gpu_dtype(st);
+    } else {
+      at::autocast::set_cpu_enabled(enabled != 0);
+      if (enabled) at::autocast::set_autocast_cpu_dtype(st);
+    }
+    if (!enabled) at::autocast::clear_cache();
   )
 }
 
