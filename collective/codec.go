@@ -63,6 +63,21 @@ func bytesF32(b []byte) (f []float32, ok bool) {
 	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4), true
 }
 
+// bytesU16 views b as little-endian uint16 when that is safe (little-endian
+// machine, 2-byte aligned); ok is false otherwise.
+func bytesU16(b []byte) (u []uint16, ok bool) {
+	if !nativeLE {
+		return nil, false
+	}
+	if len(b) < 2 {
+		return nil, true
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%2 != 0 {
+		return nil, false
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2), true
+}
+
 // F32ToBF16 rounds f to bfloat16, to nearest with ties to even. NaN stays
 // NaN (quiet, sign kept); ±Inf stays ±Inf; values beyond bf16's range
 // round to ±Inf.
@@ -169,6 +184,21 @@ func quantize(e encoding, x float32) float32 {
 // machines callers should send f32Bytes(src) instead.
 func encode(e encoding, dst []byte, src []float32) []byte {
 	dst = dst[:len(src)*e.size()]
+	if e != encF32 {
+		if u, ok := bytesU16(dst); ok {
+			u = u[:len(src)]
+			if e == encBF16 {
+				for i, x := range src {
+					u[i] = F32ToBF16(x)
+				}
+			} else {
+				for i, x := range src {
+					u[i] = F32ToF16(x)
+				}
+			}
+			return dst
+		}
+	}
 	switch e {
 	case encBF16:
 		for i, x := range src {
@@ -188,6 +218,22 @@ func encode(e encoding, dst []byte, src []float32) []byte {
 
 // decodeSet sets dst[i] = decode(src[i]); len(src) must be len(dst)*e.size().
 func decodeSet(e encoding, dst []float32, src []byte) {
+	if e != encF32 {
+		if u, ok := bytesU16(src[:2*len(dst)]); ok {
+			u = u[:len(dst)]
+			if e == encBF16 {
+				for i, h := range u {
+					dst[i] = math.Float32frombits(uint32(h) << 16)
+				}
+			} else {
+				t := f16Table
+				for i, h := range u {
+					dst[i] = t[h]
+				}
+			}
+			return
+		}
+	}
 	switch e {
 	case encBF16:
 		src = src[:2*len(dst)]
@@ -214,6 +260,22 @@ func decodeSet(e encoding, dst []float32, src []byte) {
 
 // decodeAdd adds decode(src[i]) to dst[i].
 func decodeAdd(e encoding, dst []float32, src []byte) {
+	if e != encF32 {
+		if u, ok := bytesU16(src[:2*len(dst)]); ok {
+			u = u[:len(dst)]
+			if e == encBF16 {
+				for i, h := range u {
+					dst[i] += math.Float32frombits(uint32(h) << 16)
+				}
+			} else {
+				t := f16Table
+				for i, h := range u {
+					dst[i] += t[h]
+				}
+			}
+			return
+		}
+	}
 	switch e {
 	case encBF16:
 		src = src[:2*len(dst)]
