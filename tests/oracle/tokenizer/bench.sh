@@ -6,7 +6,8 @@
 #
 # Builds MEGABYTES (default 4) of documents from corpus.jsonl, encodes them
 # with each tokenizer (default: llama3 qwen3 llama2 bert-base-uncased) in
-# node and in Go (one warm-up pass each, then one timed pass), and prints
+# node and in Go (one warm-up pass each, then the best of three timed
+# passes), and prints
 # one JSON object per tokenizer plus a summary line:
 #   {"tokenizer":..., "mb":..., "js_mb_s":..., "go_mb_s":..., "ratio":...,
 #    "go_batch_mb_s":..., "batch_ratio":...}
