@@ -127,6 +127,53 @@ func nf4Index(x float32) byte {
 	return 0b0000
 }
 
+// nf4Thresholds are the midpoints nf4Index compares with, ascending, then
+// +Inf.
+var nf4Thresholds = [16]float32{-0.8480964004993439, -0.6106329262256622, -0.4599952697753906, -0.33967943489551544,
+	-0.23460740596055984, -0.13791173323988914, -0.045525018125772476, 0.03979014977812767,
+	0.1202552504837513, 0.2035212516784668, 0.2920137718319893, 0.3893125355243683,
+	0.5016634166240692, 0.6427869200706482, 0.8614784181118011, float32(math.Inf(1))}
+
+// nf4Buckets cut [-1, 1] into intervals narrower than the smallest gap
+// between two thresholds, so that each holds at most one.
+const nf4Buckets = 64
+
+// nf4Base[k] is the number of thresholds whose bucket is below k.
+var nf4Base = func() (b [nf4Buckets + 1]byte) {
+	for k := range b {
+		for _, t := range nf4Thresholds[:15] {
+			if nf4Bucket(t) < k {
+				b[k]++
+			}
+		}
+	}
+	return b
+}()
+
+// nf4Bucket is a non-decreasing function of x (IEEE rounding is monotonic
+// and so are the clamps), with NaN in bucket 0.
+func nf4Bucket(x float32) int {
+	f := (x + 1) * (nf4Buckets / 2)
+	if !(f > 0) {
+		return 0
+	}
+	if f > nf4Buckets {
+		f = nf4Buckets
+	}
+	return int(f)
+}
+
+// nf4IndexFast is nf4Index with one comparison: a value whose bucket is
+// above a threshold's is above the threshold, one whose bucket is below is
+// not, and a bucket holds at most one threshold, which is then compared.
+func nf4IndexFast(x float32) byte {
+	c := nf4Base[nf4Bucket(x)]
+	if x > nf4Thresholds[c] {
+		c++
+	}
+	return c
+}
+
 // dynamicIndex maps x in [-1, 1] to a dynamicMap index exactly as
 // bitsandbytes' dQuantize<0> does: a 7-step binary search, then the nearer
 // of the two neighbours by a float32 midpoint (ties go to the even index
@@ -318,25 +365,26 @@ func quantizeBlocks(w []float32, packed []byte, absmax []float32, lo, hi int) er
 	for b := lo; b < hi; b++ {
 		start := b * NF4Block
 		x := w[start:min(start+NF4Block, len(w))]
-		var m float32
-		for i, v := range x {
-			a := float32(math.Abs(float64(v)))
-			if !(a <= math.MaxFloat32) {
-				return fmt.Errorf("lora: nf4: %w: element %d is %v", ErrNonFinite, start+i, v)
-			}
-			if a > m {
-				m = a
+		var m uint32 // max |x| as bits: for non-negative floats the order is the integers'
+		for _, v := range x {
+			m = max(m, math.Float32bits(v)&^(1<<31))
+		}
+		if m >= 0x7f800000 {
+			for i, v := range x {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					return fmt.Errorf("lora: nf4: %w: element %d is %v", ErrNonFinite, start+i, v)
+				}
 			}
 		}
-		absmax[b] = m
-		inv := 1 / m // +Inf for an all-zero block: 0 * Inf is NaN, code 0
+		absmax[b] = math.Float32frombits(m)
+		inv := 1 / absmax[b] // +Inf for an all-zero block: 0 * Inf is NaN, code 0
 		out := packed[start/2:]
 		j := 0
 		for ; j+1 < len(x); j += 2 {
-			out[j/2] = nf4Index(x[j]*inv)<<4 | nf4Index(x[j+1]*inv)
+			out[j/2] = nf4IndexFast(x[j]*inv)<<4 | nf4IndexFast(x[j+1]*inv)
 		}
 		if j < len(x) { // odd tail: pad with a quantised zero
-			out[j/2] = nf4Index(x[j]*inv)<<4 | nf4Index(0*inv)
+			out[j/2] = nf4IndexFast(x[j]*inv)<<4 | nf4IndexFast(0*inv)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/herdml/herd/internal/torch"
@@ -27,13 +28,31 @@ func TestNF4CodeBookAgrees(t *testing.T) {
 	}
 }
 
+// withGeneric runs f with the CPU loop and with the ATen ops GPUs use.
+func withGeneric(t *testing.T, f func(t *testing.T)) {
+	for _, generic := range []bool{false, true} {
+		t.Run(fmt.Sprintf("generic=%v", generic), func(t *testing.T) {
+			if err := torch.SetNF4Generic(generic); err != nil {
+				t.Fatal(err)
+			}
+			defer torch.SetNF4Generic(false)
+			f(t)
+		})
+	}
+}
+
 // TestNF4DequantizeTorchMatchesGo checks that libtorch decodes exactly what
 // the Go reference decodes, with and without double quantisation, for
 // sizes that are and are not a multiple of the block, in float32 and in
-// the 16-bit compute dtypes (the float32 product rounded once).
+// the 16-bit compute dtypes (the float32 product rounded once), through
+// both decoders.
 func TestNF4DequantizeTorchMatchesGo(t *testing.T) {
+	withGeneric(t, testNF4DequantizeTorchMatchesGo)
+}
+
+func testNF4DequantizeTorchMatchesGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
-	for _, shape := range [][]int64{{64, 64}, {3, 50}, {1, 1}, {7, 73}, {300, 301}} {
+	for _, shape := range [][]int64{{64, 64}, {3, 50}, {1, 1}, {7, 73}, {300, 301}, {1000, 3 * 64 * 64}} {
 		for _, dq := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%v-dq=%v", shape, dq), func(t *testing.T) {
 				w := randWeights(rng, int(shape[0]*shape[1]))
@@ -73,7 +92,9 @@ func TestNF4DequantizeTorchMatchesGo(t *testing.T) {
 // TestNF4LinearMatchesDense checks NF4Linear against a dense linear layer
 // on the dequantised weight: same output, same gradient for the input and
 // the bias, and no gradient anywhere near the quantised weight.
-func TestNF4LinearMatchesDense(t *testing.T) {
+func TestNF4LinearMatchesDense(t *testing.T) { withGeneric(t, testNF4LinearMatchesDense) }
+
+func testNF4LinearMatchesDense(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	const out, in = 48, 80
 	for _, dq := range []bool{false, true} {
@@ -222,4 +243,63 @@ func TestNF4LinearErrors(t *testing.T) {
 	if _, err := NewNF4Linear(&NF4Weights{Shape: []int64{64}}, nil, torch.CPU); err == nil {
 		t.Fatal("a 1-D weight made a linear layer")
 	}
+}
+
+// TestNF4LinearAutocast runs NF4Linear under bf16 autocast (training.autocast):
+// the weight is decoded to the float32 input's dtype and autocast lowers
+// the matmul, exactly as for a dense float32 weight.
+func TestNF4LinearAutocast(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	rng := rand.New(rand.NewPCG(15, 16))
+	const out, in = 40, 72
+	q, err := QuantizeNF4(randWeights(rng, out*in), []int64{out, in}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewNF4Linear(q, nil, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Free()
+	xv := randWeights(rng, 4*in)
+	run := func(f func(s *torch.Scope, x *torch.Tensor) *torch.Tensor) (y, gx []float32, dt torch.DType) {
+		s := torch.NewScope()
+		defer s.Close()
+		x := s.FromFloat32(xv, 4, in)
+		if s.Err() != nil {
+			t.Fatal(s.Err())
+		}
+		if err := x.SetRequiresGrad(true); err != nil {
+			t.Fatal(err)
+		}
+		stop, err := torch.Autocast(torch.CPU, torch.BFloat16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		yt := f(s, x)
+		stop()
+		loss := s.Sum(s.Mul(s.To(yt, torch.Float32), s.To(yt, torch.Float32)))
+		if s.Err() != nil {
+			t.Fatal(s.Err())
+		}
+		if err := loss.Backward(); err != nil {
+			t.Fatal(err)
+		}
+		g, err := x.Grad()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Own(g)
+		return torchFloats(t, yt), torchFloats(t, g), yt.DType()
+	}
+	y1, g1, dt1 := run(func(s *torch.Scope, x *torch.Tensor) *torch.Tensor { return l.Forward(s, x) })
+	y2, g2, dt2 := run(func(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
+		return s.Linear(x, l.Dequantize(s, torch.Float32), nil)
+	})
+	if dt1 != torch.BFloat16 || dt2 != torch.BFloat16 {
+		t.Fatalf("autocast outputs are %v and %v, want bfloat16", dt1, dt2)
+	}
+	compare(t, "output", y1, y2, 0)
+	compare(t, "input gradient", g1, g2, 1e-6)
 }

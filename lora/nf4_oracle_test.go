@@ -212,7 +212,8 @@ func TestNF4AgainstOracle(t *testing.T) {
 				want := f32(prefix + "dequant")
 				checkClose(t, fmt.Sprintf("dq=%v Go dequantisation", dq), q.Dequantize(), want)
 
-				// libtorch's dequantisation, through the layer the model uses.
+				// libtorch's dequantisation, through the layer the model
+				// uses, with the CPU loop and with the ATen ops of GPUs.
 				if len(c.shape) != 2 {
 					continue
 				}
@@ -220,15 +221,21 @@ func TestNF4AgainstOracle(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				s := torch.NewScope()
-				got := s.Float32s(l.Dequantize(s, torch.Float32))
-				err = s.Err()
-				s.Close()
-				l.Free()
-				if err != nil {
-					t.Fatal(err)
+				for _, generic := range []bool{false, true} {
+					if err := torch.SetNF4Generic(generic); err != nil {
+						t.Fatal(err)
+					}
+					s := torch.NewScope()
+					got := s.Float32s(l.Dequantize(s, torch.Float32))
+					err = s.Err()
+					s.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+					checkClose(t, fmt.Sprintf("dq=%v libtorch dequantisation (generic=%v)", dq, generic), got, want)
 				}
-				checkClose(t, fmt.Sprintf("dq=%v libtorch dequantisation", dq), got, want)
+				_ = torch.SetNF4Generic(false)
+				l.Free()
 			}
 		})
 	}

@@ -209,3 +209,35 @@ func torchFloats(t *testing.T, x *torch.Tensor) []float32 {
 	}
 	return v
 }
+
+// TestNF4IndexFastMatchesTree checks the one-comparison lookup against
+// bitsandbytes' decision tree: every float32 within 2^16 ulps of each
+// threshold and of each bucket edge, random values, and the specials.
+func TestNF4IndexFastMatchesTree(t *testing.T) {
+	check := func(x float32) {
+		if a, b := nf4IndexFast(x), nf4Index(x); a != b {
+			t.Fatalf("x = %v (%#08x): lookup %d, tree %d", x, math.Float32bits(x), a, b)
+		}
+	}
+	var centres []float32
+	centres = append(centres, nf4Mids()...)
+	for k := 0; k <= nf4Buckets; k++ {
+		centres = append(centres, float32(k)/(nf4Buckets/2)-1)
+	}
+	for _, c := range centres {
+		up, down := c, c
+		for range 1 << 16 {
+			check(up)
+			check(down)
+			up, down = math.Nextafter32(up, 3), math.Nextafter32(down, -3)
+		}
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	for range 1 << 20 {
+		check(float32(rng.Float64()*2.2 - 1.1))
+		check(math.Float32frombits(rng.Uint32()))
+	}
+	for _, x := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), 0, math.Copysign(0, -1), 1, -1, math.MaxFloat32, -math.MaxFloat32, 1e-45} {
+		check(float32(x))
+	}
+}

@@ -2,6 +2,7 @@ package torch
 
 // #include <stdint.h>
 // void herd_nf4_code(float *out);
+// void herd_nf4_force_generic(int on);
 // void herd_nf4_dequantize(void **out, void *packed, void *absmax, void *absmax2, void *code2, double offset,
 //                          int64_t blocksize, int64_t blocksize2, int64_t *shape, int ndim, int dtype);
 // void herd_nf4_linear(void **out, void *x, void *packed, void *absmax, void *absmax2, void *code2,
@@ -77,6 +78,21 @@ func NF4Code() ([16]float32, error) {
 	}
 	C.herd_nf4_code((*C.float)(unsafe.Pointer(&out[0])))
 	return out, nil
+}
+
+// SetNF4Generic makes weights on the CPU decode through the ATen ops used
+// on GPUs (true) instead of the CPU loop (false, the default), so that
+// tests on a CPU machine cover the GPU path too. It is process-wide.
+func SetNF4Generic(on bool) error {
+	if err := mustLoad(); err != nil {
+		return err
+	}
+	v := C.int(0)
+	if on {
+		v = 1
+	}
+	C.herd_nf4_force_generic(v)
+	return nil
 }
 
 // NF4Dequantize returns q decoded to a dense tensor of dtype dt on q's

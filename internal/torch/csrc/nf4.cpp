@@ -12,6 +12,7 @@
 // the requested dtype, as bitsandbytes' kernels do. Everything is ATen ops,
 // so it runs wherever the tensors live (CPU or CUDA).
 #include "torch_api.h"
+#include <atomic>
 #include <map>
 #include <mutex>
 
@@ -45,6 +46,10 @@ at::Tensor pairTable(const at::Device &dev) {
   cache->emplace(key, t);
   return t;
 }
+
+// forceGeneric makes CPU tensors decode through the ATen ops used on
+// other devices instead of the CPU loop (tests use it to check both).
+std::atomic<bool> forceGeneric{false};
 
 // State is one NF4 weight: the tensors of bitsandbytes' QuantState.
 struct State {
@@ -105,6 +110,40 @@ struct State {
 
   // dense returns the dequantised weight with the given shape and dtype.
   at::Tensor dense(at::ScalarType dtype) const {
+    at::Tensor w = packed.device().is_cpu() && !forceGeneric.load() ? denseCPU() : denseGeneric();
+    return w.view(shape).to(dtype);
+  }
+
+  // denseCPU decodes on the CPU in one pass: nf4[code] * absmax, float32.
+  at::Tensor denseCPU() const {
+    const int64_t n = numel();
+    const int64_t blocks = (n + blocksize - 1) / blocksize;
+    auto scales = blockScales().contiguous();
+    auto codes = packed.contiguous();
+    auto w = torch::empty({n}, torch::kFloat32);
+    const uint8_t *p = codes.data_ptr<uint8_t>();
+    const float *sc = scales.data_ptr<float>();
+    float *o = w.data_ptr<float>();
+    const int64_t bs = blocksize;
+    at::parallel_for(0, blocks, std::max<int64_t>(1, 16384 / bs), [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; b++) {
+        const float a = sc[b];
+        const int64_t start = b * bs, end = std::min(start + bs, n);
+        int64_t i = start; // even: the block size is
+        for (; i + 1 < end; i += 2) {
+          const uint8_t byte = p[i >> 1];
+          o[i] = kNF4[byte >> 4] * a;
+          o[i + 1] = kNF4[byte & 15] * a;
+        }
+        if (i < end) o[i] = kNF4[p[i >> 1] >> 4] * a;
+      }
+    });
+    return w;
+  }
+
+  // denseGeneric decodes with ATen ops, wherever the tensors live: a
+  // [256, 2] table maps each byte to its two values.
+  at::Tensor denseGeneric() const {
     const int64_t n = numel();
     const int64_t blocks = (n + blocksize - 1) / blocksize;
     const int64_t full = blocks * blocksize;
@@ -118,7 +157,7 @@ struct State {
     w.mul_(blockScales().view({blocks, 1}));
     w = w.view({-1});
     if (full != n) w = w.narrow(0, 0, n);
-    return w.view(shape).to(dtype);
+    return w;
   }
 };
 
@@ -193,6 +232,10 @@ class LinearFn : public torch::autograd::Function<LinearFn> {
 } // namespace
 
 extern "C" {
+
+// herd_nf4_force_generic makes CPU tensors decode through the ATen ops
+// used on GPUs (on != 0) or through the CPU loop (on == 0, the default).
+void herd_nf4_force_generic(int on) { forceGeneric.store(on != 0); }
 
 // herd_nf4_code copies the 16 NF4 values the library decodes with.
 void herd_nf4_code(float *out) {
