@@ -56,7 +56,7 @@ func nf4Cases() []struct {
 		}{name, shape, w})
 	}
 	add("random", normal(96*80, 0.02), 96, 80)
-	add("random_odd", normal(33*37, 1), 33, 37) // 1221: partial block, odd tail
+	add("random_odd", normal(33*37, 1), 33, 37)            // 1221: partial block, odd tail
 	add("random_large", normal(4097*193, 0.05), 4097, 193) // several parallel chunks, odd length
 	// Exact code values, scaled by powers of two so that w * (1/absmax)
 	// is exact; both signs of the absmax.
