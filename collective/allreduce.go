@@ -108,9 +108,7 @@ func (m *Member) AllReduce(ctx context.Context, buf []float32, op Op) error {
 	}
 	if m.size == 1 {
 		localSet(m.enc, buf, buf)
-		if op == Mean {
-			divide(buf, 1)
-		}
+		canonNaN(buf)
 		return nil
 	}
 	err := m.allReduce(ctx, buf, op)
@@ -445,24 +443,25 @@ func (c *call) finish(g int, acc []float32) error {
 	if c.op == Mean {
 		divide(acc, m.size)
 	}
+	canonNaN(acc)
 	off, cnt := c.tab.off[g], c.tab.cnt[g]
 	dst := c.buf[off : off+cnt]
 	var data []byte
-	if m.enc == encF32 && nativeLE {
+	switch {
+	case m.enc != encF32:
+		data = encodeKeep(m.enc, m.wire, acc, dst)
+	case nativeLE:
 		data = f32Bytes(acc)
-	} else {
+		copy(dst, acc)
+	default:
 		data = encode(m.enc, m.wire, acc)
+		copy(dst, acc)
 	}
 	if c.rsag {
 		f := frame{kind: kindAG, epoch: m.epoch, seq: c.seq, from: m.rank, chunk: g, count: cnt, total: c.tab.n, enc: m.enc}
 		if err := m.t.Publish(m.bcast, f.header(), data); err != nil {
 			return err
 		}
-	}
-	if m.enc == encF32 {
-		copy(dst, acc)
-	} else {
-		decodeSet(m.enc, dst, data)
 	}
 	return nil
 }

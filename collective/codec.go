@@ -323,25 +323,81 @@ func addF32(dst, src []float32) {
 
 // localSet sets dst[i] = q(src[i]).
 func localSet(e encoding, dst, src []float32) {
-	if e == encF32 {
-		copy(dst, src)
-		return
-	}
 	src = src[:len(dst)]
-	for i := range dst {
-		dst[i] = quantize(e, src[i])
+	switch e {
+	case encBF16:
+		for i, x := range src {
+			dst[i] = math.Float32frombits(uint32(F32ToBF16(x)) << 16)
+		}
+	case encF16:
+		t := f16Table
+		for i, x := range src {
+			dst[i] = t[F32ToF16(x)]
+		}
+	default:
+		copy(dst, src)
 	}
 }
 
 // localAdd sets dst[i] += q(src[i]).
 func localAdd(e encoding, dst, src []float32) {
-	if e == encF32 {
-		addF32(dst, src)
-		return
-	}
 	src = src[:len(dst)]
-	for i := range dst {
-		dst[i] += quantize(e, src[i])
+	switch e {
+	case encBF16:
+		for i, x := range src {
+			dst[i] += math.Float32frombits(uint32(F32ToBF16(x)) << 16)
+		}
+	case encF16:
+		t := f16Table
+		for i, x := range src {
+			dst[i] += t[F32ToF16(x)]
+		}
+	default:
+		addF32(dst, src)
+	}
+}
+
+// encodeKeep encodes src into dst (like encode) and also writes the
+// decoded values, q(src[i]), to out, in one pass. out may alias src.
+func encodeKeep(e encoding, dst []byte, src, out []float32) []byte {
+	dst = dst[:len(src)*e.size()]
+	out = out[:len(src)]
+	u, ok := bytesU16(dst)
+	if e == encF32 || !ok {
+		encode(e, dst, src)
+		decodeSet(e, out, dst)
+		return dst
+	}
+	u = u[:len(src)]
+	if e == encBF16 {
+		for i, x := range src {
+			h := F32ToBF16(x)
+			u[i] = h
+			out[i] = math.Float32frombits(uint32(h) << 16)
+		}
+	} else {
+		t := f16Table
+		for i, x := range src {
+			h := F32ToF16(x)
+			u[i] = h
+			out[i] = t[h]
+		}
+	}
+	return dst
+}
+
+// canonicalNaN is the NaN every NaN result is replaced with.
+const canonicalNaN = 0x7fc00000
+
+// canonNaN replaces every NaN in dst with the canonical quiet NaN. Which
+// NaN an addition of two NaNs yields depends on operand order in machine
+// code, which differs between code paths (and compilers); canonical NaNs
+// keep results bit-identical across members and algorithms.
+func canonNaN(dst []float32) {
+	for i, x := range dst {
+		if x != x {
+			dst[i] = math.Float32frombits(canonicalNaN)
+		}
 	}
 }
 
@@ -350,6 +406,15 @@ func localAdd(e encoding, dst, src []float32) {
 //
 //go:noinline
 func divide(dst []float32, n int) {
+	if n&(n-1) == 0 {
+		// x/2^k == x*2^-k exactly (also for subnormal results, NaN and
+		// Inf), and multiplication is several times faster.
+		r := 1 / float32(n)
+		for i := range dst {
+			dst[i] *= r
+		}
+		return
+	}
 	d := float32(n)
 	for i := range dst {
 		dst[i] /= d

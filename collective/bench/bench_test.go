@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,7 +41,9 @@ func fakeCLI(cmd string, args []string) int {
 				defer pprof.StopCPUProfile()
 			}
 		}
-		if err := Member(ctx, os.Stdin, os.Stdout); err != nil {
+		err := Member(ctx, os.Stdin, os.Stdout)
+		printRusage("member")
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -80,6 +83,7 @@ func fakeCLI(cmd string, args []string) int {
 			}
 		}
 		res, err := Run(ctx, o)
+		printRusage("parent")
 		if res != nil {
 			b, _ := json.Marshal(res)
 			fmt.Println(string(b))
@@ -92,6 +96,19 @@ func fakeCLI(cmd string, args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "unknown command %q\n", cmd)
 	return 2
+}
+
+// printRusage reports this process's CPU time on stderr when
+// HERD_BENCH_RUSAGE is set (to see where CPU goes: server vs members).
+func printRusage(who string) {
+	if os.Getenv("HERD_BENCH_RUSAGE") == "" {
+		return
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		fmt.Fprintf(os.Stderr, "%s: user %.2fs sys %.2fs\n", who,
+			time.Duration(ru.Utime.Nano()).Seconds(), time.Duration(ru.Stime.Nano()).Seconds())
+	}
 }
 
 func memberExec(t *testing.T) []string {
