@@ -25,6 +25,9 @@ func FuzzMatchers(f *testing.F) {
 		{gpt2Matcher{}, regexMatcher{regexp2.MustCompile(onigToRegexp2(gpt2Pattern), regexp2.Multiline)}},
 		{llamaMatcher{3}, regexMatcher{regexp2.MustCompile(onigToRegexp2(llama3Pattern), regexp2.Multiline)}},
 		{llamaMatcher{1}, regexMatcher{regexp2.MustCompile(onigToRegexp2(qwen2Pattern), regexp2.Multiline)}},
+		{searchMatcher{deepseekMatchAt}, regexMatcher{regexp2.MustCompile(onigToRegexp2(deepseekPattern), regexp2.Multiline)}},
+		{searchMatcher{o200kMatchAt}, regexMatcher{regexp2.MustCompile(onigToRegexp2(o200kPattern), regexp2.Multiline)}},
+		{numberMatcher{3}, regexMatcher{regexp2.MustCompile(onigToRegexp2(numbers3Pattern), regexp2.Multiline)}},
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		if !utf8.ValidString(s) || strings.ContainsRune(s, 0x17F) {

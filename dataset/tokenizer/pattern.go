@@ -78,8 +78,9 @@ func (m regexMatcher) matches(s string, dst []span) []span {
 	return dst
 }
 
-// Patterns with hand-written matchers. They are compared verbatim: any other
-// spelling goes to the regex fallback, which gives the same result, slower.
+// Patterns with hand-written matchers (see also knownpattern.go). They are
+// compared verbatim: any other spelling goes to the regex fallback, which
+// gives the same result, slower.
 const (
 	gpt2Pattern   = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 	llama3Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
@@ -88,13 +89,8 @@ const (
 
 // compileRegex returns a matcher for an Oniguruma pattern from tokenizer.json.
 func compileRegex(pattern string) (matcher, error) {
-	switch pattern {
-	case gpt2Pattern:
-		return gpt2Matcher{}, nil
-	case llama3Pattern:
-		return llamaMatcher{maxDigits: 3}, nil
-	case qwen2Pattern:
-		return llamaMatcher{maxDigits: 1}, nil
+	if m, ok := knownMatcher(pattern); ok {
+		return m, nil
 	}
 	re, err := regexp2.Compile(onigToRegexp2(pattern), regexp2.Multiline)
 	if err != nil {

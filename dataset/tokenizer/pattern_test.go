@@ -20,7 +20,8 @@ func TestFastMatchersAgreeWithRegex(t *testing.T) {
 		inputs = append(inputs, l.Text)
 	}
 	pool := []string{"a", "B", "é", "e\u0301", "你", "ا", "1", "٣", "Ⅷ", "½", "²", " ", "  ", "\t", "\n", "\r", "\r\n", "\u00A0", "\u3000", "\u2028",
-		"'", "'s", "'T", "'re", "'VE", "'m", "'ll", "'D", "!", ".", "-", "_", "😀", "\u200D", "\uFE0F", "\u0000", "\u0085", "x"}
+		"'", "'s", "'T", "'re", "'VE", "'m", "'ll", "'D", "!", ".", "-", "_", "😀", "\u200D", "\uFE0F", "\u0000", "\u0085", "x",
+		"/", "$", "+", "Ǆ", "ǅ", "ʰ", "ا", "カ", "一", "\u0301", "\u0903", "A\u0301", "ǅa", "ʰA", "AB", "Ab", "aB", "$x", "\u3000/"}
 	rng := rand.New(rand.NewSource(1))
 	for i := 0; i < 3000; i++ {
 		var b strings.Builder
@@ -37,6 +38,10 @@ func TestFastMatchersAgreeWithRegex(t *testing.T) {
 		{"gpt2", gpt2Pattern, gpt2Matcher{}},
 		{"llama3", llama3Pattern, llamaMatcher{maxDigits: 3}},
 		{"qwen2", qwen2Pattern, llamaMatcher{maxDigits: 1}},
+		{"numbers3", numbers3Pattern, numberMatcher{max: 3}},
+		{"deepseek-cjk", deepseekCJKPattern, runMatcher{isDeepseekCJK}},
+		{"deepseek", deepseekPattern, searchMatcher{deepseekMatchAt}},
+		{"o200k", o200kPattern, searchMatcher{o200kMatchAt}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			re := regexMatcher{re: regexp2.MustCompile(onigToRegexp2(tc.pattern), regexp2.Multiline)}
@@ -52,13 +57,22 @@ func TestFastMatchersAgreeWithRegex(t *testing.T) {
 }
 
 func TestCompileRegexPicksFastMatchers(t *testing.T) {
-	for p, want := range map[string]matcher{gpt2Pattern: gpt2Matcher{}, llama3Pattern: llamaMatcher{3}, qwen2Pattern: llamaMatcher{1}} {
+	for p, want := range map[string]matcher{gpt2Pattern: gpt2Matcher{}, llama3Pattern: llamaMatcher{3}, qwen2Pattern: llamaMatcher{1},
+		numbers3Pattern: numberMatcher{3}, strings.ReplaceAll(deepseekPattern, `\r\n`, "\r\n"): nil, o200kPattern: nil} {
+		if want == nil {
+			if m, ok := knownMatcher(p); !ok {
+				t.Errorf("no fast matcher for %q", p)
+			} else if _, isSearch := m.(searchMatcher); !isSearch {
+				t.Errorf("%q: got %T", p, m)
+			}
+			continue
+		}
 		m, err := compileRegex(p)
 		if err != nil || m != want {
 			t.Errorf("compileRegex(%q) = %#v, %v", p, m, err)
 		}
 	}
-	if m, err := compileRegex(`\p{N}{1,3}`); err != nil {
+	if m, err := compileRegex(`\d+|[a-z]+`); err != nil {
 		t.Fatal(err)
 	} else if _, ok := m.(regexMatcher); !ok {
 		t.Errorf("got %T, want the regex fallback", m)
