@@ -41,8 +41,9 @@ const maxStatErrors = 10
 
 // built is one example as the pipeline hands it on.
 type built struct {
-	toks []uint32
-	src  Source
+	toks      []uint32
+	src       Source
+	truncated bool
 }
 
 // tokenizeFile streams the rows of path through the formatter and encoder on
@@ -178,7 +179,7 @@ func tokenizeFile(ctx context.Context, path string, f *formatter, e *encoder, sk
 				st.Examples++
 				st.Tokens += int64(len(r.toks))
 				st.TargetTokens += int64(trainedCount(r.toks))
-				if err := sink(built{toks: r.toks, src: r.src}); err != nil {
+				if err := sink(built{toks: r.toks, src: r.src, truncated: r.out == keptTruncated}); err != nil {
 					return err
 				}
 			}

@@ -23,27 +23,36 @@ type Set struct {
 // that does not fit in the current sequence starts the next one).
 func newSet(st *store, examples []int32, pack bool, maxSeqLen int, pad int64) *Set {
 	s := &Set{st: st, members: examples, packed: pack, maxSeqLen: maxSeqLen, pad: pad}
-	s.start = make([]int32, 0, len(examples)+1)
-	s.start = append(s.start, 0)
 	if !pack {
-		for i := range examples {
-			s.start = append(s.start, int32(i+1))
+		s.start = make([]int32, len(examples)+1)
+		for i := range s.start {
+			s.start[i] = int32(i)
 		}
 		return s
 	}
+	s.start = packStarts(len(examples), func(i int) int { return st.length(int(examples[i])) }, maxSeqLen)
+	return s
+}
+
+// packStarts packs n examples of the given lengths, in order, greedily into
+// sequences of at most maxSeqLen tokens: an example that does not fit in the
+// current sequence starts the next one. It returns where each sequence
+// starts, then n.
+func packStarts(n int, length func(i int) int, maxSeqLen int) []int32 {
+	starts := []int32{0}
 	used := 0
-	for i, ex := range examples {
-		n := st.length(int(ex))
-		if used > 0 && used+n > maxSeqLen {
-			s.start = append(s.start, int32(i))
+	for i := range n {
+		l := length(i)
+		if used > 0 && used+l > maxSeqLen {
+			starts = append(starts, int32(i))
 			used = 0
 		}
-		used += n
+		used += l
 	}
-	if len(examples) > 0 {
-		s.start = append(s.start, int32(len(examples)))
+	if n > 0 {
+		starts = append(starts, int32(n))
 	}
-	return s
+	return starts
 }
 
 // Len is the number of sequences: the N of a Plan.
