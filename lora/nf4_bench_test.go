@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/internal/torch"
+	"github.com/herdml/herd/model"
+	"github.com/herdml/herd/model/tiny"
 )
 
 func benchLinear(b *testing.B, q *NF4Weights) *NF4Linear {
@@ -36,6 +38,47 @@ func BenchmarkNF4Dequantize(b *testing.B) {
 				l.Dequantize(s, torch.Float32)
 				if s.Err() != nil {
 					b.Fatal(s.Err())
+				}
+				s.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkNF4TrainStep times a forward and backward pass with LoRA on
+// every projection of a small model, dense base against NF4 base.
+func BenchmarkNF4TrainStep(b *testing.B) {
+	dir := b.TempDir()
+	if err := tiny.Write(dir, tiny.Options{Layers: 2, Hidden: 512, Heads: 8, KVHeads: 4, Intermediate: 1376, Vocab: 256}); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		f    model.LinearFactory
+	}{{"dense", nil}, {"nf4", NF4Factory(false)}, {"nf4-dq", NF4Factory(true)}} {
+		b.Run(c.name, func(b *testing.B) {
+			m, err := model.Load(dir, model.LoadOptions{DType: torch.Float32, Device: torch.CPU, NewLinear: c.f})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Free()
+			ad, err := New(m, Config{R: 8, Alpha: 16, TargetModules: model.Projections}, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ad.Free()
+			ids := make([]int64, 4*64)
+			for i := range ids {
+				ids[i] = int64(i % 256)
+			}
+			for b.Loop() {
+				s := torch.NewScope()
+				loss := model.CausalLMLoss(s, m.Forward(s, model.Batch{IDs: s.FromInt64(ids, 4, 64)}, model.Options{Adapter: ad}), s.FromInt64(ids, 4, 64))
+				if s.Err() != nil {
+					b.Fatal(s.Err())
+				}
+				if err := loss.Backward(); err != nil {
+					b.Fatal(err)
 				}
 				s.Close()
 			}
