@@ -55,6 +55,32 @@ type failingEncoder struct{ Encoder }
 
 func (failingEncoder) Encode(string, bool) ([]int, error) { return nil, errors.New("boom") }
 
+func TestTokenizeJSONLLarge(t *testing.T) {
+	// More lines than one chunk, with a bad line in the second chunk: every
+	// line before it is written, in order.
+	tok := mustParse(t, wordLevelJSON, "")
+	var in, want strings.Builder
+	for i := 0; i < 2*jsonlChunk+10; i++ {
+		if i == jsonlChunk+5 {
+			in.WriteString("{\"text\": 3}\n")
+			continue
+		}
+		text := strings.Repeat("hello ", i%5) + "world"
+		fmt.Fprintf(&in, "{\"text\":%q}\n", text)
+		if i < jsonlChunk+5 {
+			want.WriteString("{\"ids\":[" + strings.Repeat("1,", i%5) + "2]}\n")
+		}
+	}
+	var out bytes.Buffer
+	err := TokenizeJSONL(strings.NewReader(in.String()), &out, tok, false)
+	if err == nil || !strings.HasPrefix(err.Error(), fmt.Sprintf("tokenize: line %d:", jsonlChunk+6)) {
+		t.Fatalf("error %v", err)
+	}
+	if out.String() != want.String() {
+		t.Errorf("output differs (%d bytes, want %d)", out.Len(), want.Len())
+	}
+}
+
 func TestTokenizeJSONLEncodeError(t *testing.T) {
 	err := TokenizeJSONL(strings.NewReader("{\"text\":\"a\"}\n"), &bytes.Buffer{}, failingEncoder{}, false)
 	if err == nil || err.Error() != "tokenize: line 1: boom" {
