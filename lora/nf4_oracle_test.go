@@ -449,10 +449,16 @@ func TestNF4MemoryTinyModel(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
+		dt   torch.DType
 		f    model.LinearFactory
 		max  float64
-	}{{"dense", nil, 4}, {"nf4", lora.NF4Factory(false), 0.6}, {"nf4+double-quant", lora.NF4Factory(true), 0.6}} {
-		m, err := model.Load(dir, model.LoadOptions{DType: torch.Float32, Device: torch.CPU, NewLinear: c.f})
+	}{
+		{"dense float32", torch.Float32, nil, 4},
+		{"dense bfloat16", torch.BFloat16, nil, 2},
+		{"nf4", torch.BFloat16, lora.NF4Factory(false), 0.6},
+		{"nf4+double-quant", torch.BFloat16, lora.NF4Factory(true), 0.6},
+	} {
+		m, err := model.Load(dir, model.LoadOptions{DType: c.dt, Device: torch.CPU, NewLinear: c.f})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -461,6 +467,9 @@ func TestNF4MemoryTinyModel(t *testing.T) {
 		t.Logf("%-17s %d projections, %d params, %d bytes: %.4f bytes/param", c.name, mem.NF4+mem.Dense, mem.Params, mem.WeightBytes, mem.BytesPerParam())
 		if mem.BytesPerParam() > c.max {
 			t.Errorf("%s: %.4f bytes/param > %g", c.name, mem.BytesPerParam(), c.max)
+		}
+		if (c.f != nil) != (mem.NF4 == 14 && mem.Dense == 0) {
+			t.Errorf("%s: %d NF4 and %d dense projections", c.name, mem.NF4, mem.Dense)
 		}
 	}
 }
