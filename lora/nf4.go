@@ -74,7 +74,8 @@ var dynamicMap = [256]float32{
 func DynamicMap() [256]float32 { return dynamicMap }
 
 // nf4Index maps x in [-1, 1] to the nearest NF4 code exactly as
-// bitsandbytes' dQuantizeNF4 does: a decision tree over the midpoints of
+// bitsandbytes' dQuantizeNF4 does (the reference nf4IndexFast, which
+// quantisation uses, is tested against): a decision tree over the midpoints of
 // adjacent code values (as float32), taking the upper code only when x is
 // strictly above the midpoint, so a value exactly on a midpoint gets the
 // lower code. NaN (0 * Inf, from an all-zero block) gets code 0.
