@@ -303,3 +303,30 @@ func TestNF4LinearAutocast(t *testing.T) {
 	compare(t, "output", y1, y2, 0)
 	compare(t, "input gradient", g1, g2, 1e-6)
 }
+
+// TestNF4LinearNoGrad runs the layer with autograd off (scoring, generation).
+func TestNF4LinearNoGrad(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	rng := rand.New(rand.NewPCG(17, 18))
+	q, err := QuantizeNF4(randWeights(rng, 24*64), []int64{24, 64}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewNF4Linear(q, nil, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Free()
+	s := torch.NewScope()
+	defer s.Close()
+	x := s.FromFloat32(randWeights(rng, 3*64), 3, 64)
+	want := s.Float32s(s.Linear(x, l.Dequantize(s, torch.Float32), nil))
+	restore := torch.NoGrad()
+	got := s.Float32s(l.Forward(s, x))
+	restore()
+	if s.Err() != nil {
+		t.Fatal(s.Err())
+	}
+	compare(t, "no-grad output", got, want, 0)
+}
