@@ -61,23 +61,10 @@ func isNumber(r rune) bool {
 	return unicode.IsNumber(r)
 }
 
-// isOnigWord is Oniguruma's Unicode \w: Alphabetic, marks, decimal digits and
-// connector punctuation, plus the Latin-1 digits-like symbols its ctype table
-// marks as word characters.
-func isOnigWord(r rune) bool {
-	if r < 0x80 {
-		return asciiClass[r]&(clsLetter|clsNumber) != 0 || r == '_'
-	}
-	switch r {
-	case 0xB2, 0xB3, 0xB9, 0xBC, 0xBD, 0xBE:
-		return true
-	}
-	return unicode.IsLetter(r) || unicode.Is(unicode.Nl, r) || unicode.Is(unicode.Other_Alphabetic, r) ||
-		unicode.IsMark(r) || unicode.Is(unicode.Nd, r) || unicode.Is(unicode.Pc, r)
-}
-
 // isRegexWord is the Rust regex crate's Unicode \w (Alphabetic, M, Nd, Pc,
-// Join_Control), used by added tokens' single_word check.
+// Join_Control), used by the Whitespace pre-tokenizer and added tokens'
+// single_word check. (Oniguruma's \w, used by Split regexes, also counts
+// the Latin-1 symbols ² ³ ¹ ¼ ½ ¾: see onigWordClass.)
 func isRegexWord(r rune) bool {
 	if r < 0x80 {
 		return asciiClass[r]&(clsLetter|clsNumber) != 0 || r == '_'

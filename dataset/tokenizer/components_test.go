@@ -68,7 +68,8 @@ func TestPreTokenizers(t *testing.T) {
 		first   bool
 		want    []string
 	}{
-		{`{"type":"Whitespace"}`, "Hey man!! How are you? ½x", true, []string{"Hey", "man", "!!", "How", "are", "you", "?", "½x"}},
+		{`{"type":"Whitespace"}`, "Hey man!! How are you? ½x Ⅷb", true, []string{"Hey", "man", "!!", "How", "are", "you", "?", "½", "x", "Ⅷb"}},
+		{`{"type":"Whitespace"}`, "\n", true, nil},
 		{`{"type":"WhitespaceSplit"}`, " Hey\tman!!\u3000you ", true, []string{"Hey", "man!!", "you"}},
 		{`{"type":"BertPreTokenizer"}`, "Hey friend!     How are you?!?", true, []string{"Hey", "friend", "!", "How", "are", "you", "?", "!", "?"}},
 		{`{"type":"Punctuation"}`, "Hey friend!     How are you?!?", true, []string{"Hey friend", "!", "     How are you", "?", "!", "?"}},

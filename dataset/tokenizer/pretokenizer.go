@@ -104,21 +104,23 @@ func (m *metaspacePre) preTokenize(dst []piece, p piece, sc *scratch) []piece {
 	return splitPieces(dst, p, &m.sp, sc)
 }
 
-// wordMatcher is `\w+|[^\w\s]+` (the Whitespace pre-tokenizer's regex).
+// wordMatcher is `\w+|[^\w\s]+`, the Whitespace pre-tokenizer's regex. The
+// Rust library compiles this one with the regex crate, not Oniguruma, so \w
+// is the regex crate's Unicode word class.
 type wordMatcher struct{}
 
 func (wordMatcher) matches(s string, dst []span) []span {
 	for i := 0; i < len(s); {
 		r, n := decodeRune(s, i)
 		switch {
-		case isOnigWord(r):
-			j := runEnd(s, i, isOnigWord)
+		case isRegexWord(r):
+			j := runEnd(s, i, isRegexWord)
 			dst = append(dst, span{i, j})
 			i = j
 		case isSpace(r):
 			i += n
 		default:
-			j := runEnd(s, i, func(r rune) bool { return !isOnigWord(r) && !isSpace(r) })
+			j := runEnd(s, i, func(r rune) bool { return !isRegexWord(r) && !isSpace(r) })
 			dst = append(dst, span{i, j})
 			i = j
 		}
