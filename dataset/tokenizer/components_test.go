@@ -25,8 +25,14 @@ func TestNormalizers(t *testing.T) {
 		{`{"type":"Lowercase"}`, "HELLO İ ΣΑΣ", "hello i\u0307 σασ"},
 		{`{"type":"Strip","strip_left":true,"strip_right":true}`, "  \u3000 hi \t", "hi"},
 		{`{"type":"Strip","strip_left":true,"strip_right":false}`, "  hi \t", "hi \t"},
-		// Only Mn is removed, and nothing is decomposed first.
-		{`{"type":"StripAccents"}`, "e\u0301 é \u0903", "e é \u0903"},
+		// Every mark is removed (Mn, Mc, Me), and nothing is decomposed first.
+		{`{"type":"StripAccents"}`, "e\u0301 é \u0903\u20DD", "e é "},
+		// The Rust library's own cases (after NFKD).
+		{`{"type":"Sequence","normalizers":[{"type":"NFKD"},{"type":"StripAccents"},{"type":"Lowercase"}]}`, "ำน\u0e49ำ3ลำ", "านา3ลา"},
+		{`{"type":"Sequence","normalizers":[{"type":"NFKD"},{"type":"StripAccents"}]}`, "ậ…", "a..."},
+		// BertNormalizer strips Mn only, after NFD.
+		{`{"type":"BertNormalizer","lowercase":false,"strip_accents":true,"handle_chinese_chars":false}`, "e\u0301\u0903", "e\u0903"},
+		{`{"type":"BertNormalizer","lowercase":false}`, "\U0002B820\U0002B920", "\U0002B820 \U0002B920 "},
 		{`{"type":"Replace","pattern":{"String":" "},"content":"▁"}`, "a b  c", "a▁b▁▁c"},
 		{`{"type":"Replace","pattern":{"Regex":"\\s+"},"content":" "}`, "a \t\n b", "a b"},
 		{`{"type":"Prepend","prepend":"▁"}`, "", ""},

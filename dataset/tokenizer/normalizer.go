@@ -52,12 +52,21 @@ func (n stripNormalizer) normalize(s string) string {
 	return s
 }
 
-// stripAccentsNormalizer removes non-spacing marks (Mn) only, without
-// decomposing first, as the Rust library does.
+// stripAccentsNormalizer removes combining marks (general category M: Mn,
+// Mc and Me) without decomposing first, as the Rust library's StripAccents
+// does. (BertNormalizer's strip_accents differs: NFD, then Mn only.)
 type stripAccentsNormalizer struct{}
 
-func (stripAccentsNormalizer) normalize(s string) string { return removeMn(s) }
+func (stripAccentsNormalizer) normalize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 0x300 && unicode.IsMark(r) {
+			return -1
+		}
+		return r
+	}, s)
+}
 
+// removeMn removes non-spacing marks (Mn).
 func removeMn(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r >= 0x300 && unicode.Is(unicode.Mn, r) {
@@ -122,10 +131,12 @@ type bertNormalizer struct {
 	cleanText, chinese, stripAccents, lowercase bool
 }
 
+// isChineseChar is the Rust library's CJK test (its ranges, 0x2B920
+// included, which differs from the original BERT code's 0x2B820).
 func isChineseChar(r rune) bool {
 	return (r >= 0x4E00 && r <= 0x9FFF) || (r >= 0x3400 && r <= 0x4DBF) ||
 		(r >= 0x20000 && r <= 0x2A6DF) || (r >= 0x2A700 && r <= 0x2B73F) ||
-		(r >= 0x2B740 && r <= 0x2B81F) || (r >= 0x2B820 && r <= 0x2CEAF) ||
+		(r >= 0x2B740 && r <= 0x2B81F) || (r >= 0x2B920 && r <= 0x2CEAF) ||
 		(r >= 0xF900 && r <= 0xFAFF) || (r >= 0x2F800 && r <= 0x2FA1F)
 }
 
