@@ -1,13 +1,16 @@
 package dataset
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -243,5 +246,69 @@ func TestParquetReader(t *testing.T) {
 	bad := writeFile(t, dir, "bad.parquet", "PAR1 not really")
 	if _, _, err := readAll(t, bad); !errors.Is(err, ErrFormat) {
 		t.Errorf("bad parquet: %v", err)
+	}
+}
+
+// Readers stream: reading a file holds one row at a time, whatever its size.
+func TestReadersStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 2 × 40 MB")
+	}
+	dir := t.TempDir()
+	pad := strings.Repeat("x", 1000)
+	for _, name := range []string{"big.json", "big.jsonl"} {
+		path := filepath.Join(dir, name)
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := bufio.NewWriter(f)
+		if name == "big.json" {
+			w.WriteString("[")
+		}
+		const n = 40000
+		for i := range n {
+			if i > 0 && name == "big.json" {
+				w.WriteString(",")
+			}
+			fmt.Fprintf(w, "{\"text\": \"%d %s\"}\n", i, pad)
+		}
+		if name == "big.json" {
+			w.WriteString("]")
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		rr, err := OpenRows(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var peak uint64
+		rows := 0
+		for {
+			_, err := rr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rows++; rows%5000 == 0 {
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				peak = max(peak, m.HeapInuse)
+			}
+		}
+		rr.Close()
+		if rows != n {
+			t.Fatalf("%s: %d rows", name, rows)
+		}
+		if grew := int64(peak) - int64(before.HeapInuse); grew > 16<<20 {
+			t.Errorf("%s: the heap grew by %d MB reading a 40 MB file", name, grew>>20)
+		}
 	}
 }
