@@ -18,11 +18,12 @@ type piece struct {
 // scratch holds per-call buffers so that pre-tokenization does not allocate
 // on the hot path.
 type scratch struct {
-	a, b  []piece
-	spans []span
-	ms    []span
-	evs   []event
-	ids   []int32
+	pieces []piece // output of the pre-tokenizer
+	a, b   []piece // sequencePre's intermediate steps
+	spans  []span
+	ms     []span
+	evs    []event
+	ids    []int32
 }
 
 // preTokenizer splits a piece into pieces, appending them to dst.

@@ -57,7 +57,7 @@ var _ Encoder = (*Tokenizer)(nil)
 
 // Encode returns the token ids of text, exactly as the Hugging Face
 // tokenizers library's encode(text, add_special_tokens) does. Text that is
-// not valid UTF-8 has each invalid sequence replaced by U+FFFD first.
+// not valid UTF-8 has each run of invalid bytes replaced by U+FFFD first.
 func (t *Tokenizer) Encode(text string, addSpecial bool) ([]int, error) {
 	if !utf8.ValidString(text) {
 		text = strings.ToValidUTF8(text, "\uFFFD")
@@ -107,9 +107,9 @@ func (t *Tokenizer) encodeText(s string, first bool, ids []int, sc *scratch) ([]
 	if t.pre == nil {
 		return t.model.tokenize(p.text, ids, sc)
 	}
-	pieces := t.pre.preTokenize(make([]piece, 0, 16), p, sc)
+	sc.pieces = t.pre.preTokenize(sc.pieces[:0], p, sc)
 	var err error
-	for _, q := range pieces {
+	for _, q := range sc.pieces {
 		if ids, err = t.model.tokenize(q.text, ids, sc); err != nil {
 			return nil, err
 		}
