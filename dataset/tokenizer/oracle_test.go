@@ -52,7 +52,7 @@ func ensureOracle(t testing.TB) string {
 			npmErr = errors.New("node not found: the tokenizer oracle needs Node.js and npm (Debian: apt-get install nodejs npm)")
 			return
 		}
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@huggingface", "tokenizers")); err == nil {
+		if oracleInstalled(dir) {
 			return
 		}
 		if _, err := exec.LookPath("npm"); err != nil {
@@ -69,6 +69,29 @@ func ensureOracle(t testing.TB) string {
 		t.Fatal(npmErr)
 	}
 	return dir
+}
+
+// oracleInstalled reports whether node_modules holds every dependency of
+// package.json at its pinned version (a checkout that gained a package
+// since the last install needs npm ci again).
+func oracleInstalled(dir string) bool {
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err != nil || json.Unmarshal(data, &pkg) != nil {
+		return false
+	}
+	for name, version := range pkg.Dependencies {
+		var got struct {
+			Version string `json:"version"`
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "node_modules", filepath.FromSlash(name), "package.json"))
+		if err != nil || json.Unmarshal(data, &got) != nil || got.Version != version {
+			return false
+		}
+	}
+	return true
 }
 
 // runNode runs oracle.mjs with args and stdin, returning stdout.

@@ -22,7 +22,14 @@ names=("$@")
 if [ ${#names[@]} -eq 0 ]; then names=(llama3 qwen3 llama2 bert-base-uncased); fi
 
 command -v node >/dev/null || { echo "bench.sh: node not found (apt-get install nodejs npm)" >&2; exit 1; }
-if [ ! -d "$here/node_modules/@huggingface/tokenizers" ]; then
+# Install the pinned packages unless every one is already there.
+if ! (cd "$here" && node -e '
+  const fs = require("fs");
+  const deps = JSON.parse(fs.readFileSync("package.json", "utf8")).dependencies;
+  for (const [n, v] of Object.entries(deps)) {
+    const p = `node_modules/${n}/package.json`;
+    if (!fs.existsSync(p) || JSON.parse(fs.readFileSync(p, "utf8")).version !== v) process.exit(1);
+  }' 2>/dev/null); then
   (cd "$here" && npm ci --no-audit --no-fund >&2)
 fi
 tmp="$(mktemp -d)"
