@@ -82,7 +82,8 @@ type call struct {
 // any error buf holds unspecified data and the member is broken: later
 // calls return ErrBroken; Close it and join the next epoch. On an error
 // other than ErrStaleEpoch or ErrClosed the member also tells the group
-// (the others fail with ErrAborted instead of waiting for their timeout).
+// (the others fail with ErrAborted instead of waiting for their timeout;
+// with ErrStaleEpoch when this member learnt of a newer epoch).
 func (m *Member) AllReduce(ctx context.Context, buf []float32, op Op) error {
 	if !m.busy.CompareAndSwap(false, true) {
 		return ErrBusy
@@ -114,7 +115,15 @@ func (m *Member) AllReduce(ctx context.Context, buf []float32, op Op) error {
 	err := m.allReduce(ctx, buf, op)
 	if err != nil {
 		m.failed = err
-		if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrTransportClosed) {
+		switch {
+		case errors.Is(err, ErrClosed) || errors.Is(err, ErrTransportClosed):
+		case m.newer > m.epoch:
+			// Pass the news on: the others are stale too.
+			f := frame{kind: kindStale, epoch: m.newer, seq: m.seq, from: m.rank, enc: m.enc}
+			if perr := m.t.Publish(m.bcast, f.header(), nil); perr != nil {
+				m.log.Debug("stale broadcast failed", "err", perr)
+			}
+		default:
 			f := frame{kind: kindAbort, epoch: m.epoch, seq: m.seq, from: m.rank, enc: m.enc}
 			if perr := m.t.Publish(m.bcast, f.header(), []byte(err.Error())); perr != nil {
 				m.log.Debug("abort broadcast failed", "err", perr)

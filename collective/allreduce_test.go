@@ -344,6 +344,7 @@ func TestMemberKilledMidCall(t *testing.T) {
 	hub.SetFilter(nil)
 
 	// Next epoch: rank 2 on a fresh endpoint, the others on the same ones.
+	cfg.Timeout = time.Minute
 	ts := []Transport{hts[0], hts[1], hub.Connect("m2b"), hts[3]}
 	ms2, err := JoinAll(context.Background(), ts, "g", 2, cfg)
 	if err != nil {
@@ -399,6 +400,7 @@ func TestPartitionThenNextEpoch(t *testing.T) {
 	survivorsFail(t, errs, -1, cfg.Timeout+3*time.Second, time.Since(start), ErrTimeout, ErrAborted)
 	CloseAll(ms)
 	hub.Heal()
+	cfg.Timeout = time.Minute
 	ts := []Transport{hts[0], hts[1], hts[2]}
 	ms2, err := JoinAll(context.Background(), ts, "g", 8, cfg)
 	if err != nil {
@@ -548,7 +550,6 @@ func TestJoinErrors(t *testing.T) {
 	})
 	t.Run("config mismatch", func(t *testing.T) {
 		cfg := testConfig()
-		cfg.Timeout = 2 * time.Second
 		other := cfg
 		other.Compression = CompressBF16
 		hub := NewHub(0)
@@ -575,7 +576,6 @@ func TestJoinErrors(t *testing.T) {
 	})
 	t.Run("duplicate rank", func(t *testing.T) {
 		cfg := testConfig()
-		cfg.Timeout = 500 * time.Millisecond
 		hub := NewHub(0)
 		errs := make(chan error, 2)
 		for i := range 2 {
@@ -611,7 +611,6 @@ func TestJoinErrors(t *testing.T) {
 
 func TestMemberStates(t *testing.T) {
 	cfg := testConfig()
-	cfg.Timeout = 300 * time.Millisecond
 	_, ms := hubGroup(t, NewHub(0), "g", 1, 2, cfg)
 	started := make(chan struct{})
 	done := make(chan error, 1)

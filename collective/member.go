@@ -64,6 +64,7 @@ type Member struct {
 	// Owned by the goroutine holding busy (or Join).
 	seq     uint64
 	failed  error
+	newer   uint64 // newest epoch seen (> epoch means stale)
 	stash   []*Msg
 	refused map[refusal]struct{}
 	tabs    [2]*chunkTable // rsag, direct
@@ -375,6 +376,7 @@ func (m *Member) ctxErr(ctx context.Context, what string) error {
 // must fail.
 func (m *Member) handle(c *call, msg *Msg, f frame) error {
 	if f.epoch > m.epoch {
+		m.newer = max(m.newer, f.epoch)
 		who := "the coordinator"
 		if f.kind != kindEpoch {
 			who = fmt.Sprintf("rank %d", f.from)

@@ -141,6 +141,7 @@ func TestNATSConnectionKilledMidCall(t *testing.T) {
 	}
 	defer nc.Close()
 	ts := transports([]*nats.Conn{ncs[0], nc, ncs[2], ncs[3]})
+	cfg.Timeout = time.Minute // a loaded test machine may be slow
 	ms2, err := JoinAll(context.Background(), ts, "job1", 2, cfg)
 	if err != nil {
 		t.Fatal(err)
