@@ -17,10 +17,10 @@ type Counts struct {
 	// Tokens is the target tokens scored, summed over rows without errors.
 	Tokens int64 `json:"tokens"`
 	// Batches is the batch results accepted (set by the Merger).
-	Batches int64 `json:"batches,omitempty"`
+	Batches int64 `json:"batches"`
 	// DuplicatesDropped is the batch results dropped because their batch had
 	// already been accepted (set by the Merger).
-	DuplicatesDropped int64 `json:"duplicates_dropped,omitempty"`
+	DuplicatesDropped int64 `json:"duplicates_dropped"`
 }
 
 // Result is a metrics snapshot.
