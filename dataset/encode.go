@@ -77,17 +77,13 @@ func (e *encoder) encode(r rendered) (toks []uint32, out outcome, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	at, err := e.boundaryTokens(r.text, r.spans, body)
+	if err != nil {
+		return nil, 0, err
+	}
 	marks := make([]bool, len(body))
 	for _, s := range r.spans {
-		a, err := e.tokensBefore(r.text, s.start, body)
-		if err != nil {
-			return nil, 0, err
-		}
-		z, err := e.tokensBefore(r.text, s.end, body)
-		if err != nil {
-			return nil, 0, err
-		}
-		for k := a; k < z; k++ {
+		for k := at[s.start]; k < at[s.end]; k++ {
 			marks[k] = true
 		}
 	}
@@ -137,6 +133,69 @@ func (e *encoder) encode(r rendered) (toks []uint32, out outcome, err error) {
 		}
 	}
 	return toks, out, nil
+}
+
+// boundaryTokens maps every span boundary (a byte offset of text) to the
+// number of tokens of body before it.
+func (e *encoder) boundaryTokens(text string, spans []span, body []int) (map[int]int, error) {
+	at := make(map[int]int, 2*len(spans))
+	var inner []int
+	for _, s := range spans {
+		for _, b := range [2]int{s.start, s.end} {
+			switch {
+			case b <= 0:
+				at[b] = 0
+			case b >= len(text):
+				at[b] = len(body)
+			default:
+				if _, dup := at[b]; !dup {
+					at[b] = -1
+					inner = append(inner, b)
+				}
+			}
+		}
+	}
+	// With several boundaries (a multi-turn chat), encoding the pieces
+	// between them is cheaper than encoding a prefix per boundary; it is
+	// exact when the pieces' tokens concatenate to the whole text's, as they
+	// do when boundaries fall where the tokenizer splits anyway (special
+	// tokens, line ends).
+	if len(inner) > 1 {
+		slices.Sort(inner)
+		var pieces []int
+		counts := make([]int, len(inner))
+		prev := 0
+		ok := true
+		for i, b := range append(inner, len(text)) {
+			ids, err := e.tok.Encode(text[prev:b], false)
+			if err != nil {
+				return nil, err
+			}
+			pieces = append(pieces, ids...)
+			if i < len(inner) {
+				counts[i] = len(pieces)
+			}
+			if len(pieces) > len(body) || !slices.Equal(pieces, body[:len(pieces)]) {
+				ok = false
+				break
+			}
+			prev = b
+		}
+		if ok && len(pieces) == len(body) {
+			for i, b := range inner {
+				at[b] = counts[i]
+			}
+			return at, nil
+		}
+	}
+	for _, b := range inner {
+		n, err := e.tokensBefore(text, b, body)
+		if err != nil {
+			return nil, err
+		}
+		at[b] = n
+	}
+	return at, nil
 }
 
 // tokensBefore returns how many tokens of body encode text[:b]: the length of

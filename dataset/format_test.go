@@ -368,3 +368,42 @@ func equalU32(a, b []uint32) bool {
 	}
 	return true
 }
+
+// With several spans the encoder places boundaries by encoding the pieces
+// between them when that reproduces the whole text's tokens, else by
+// prefixes: both must agree with the prefix method.
+func TestBoundaryTokens(t *testing.T) {
+	tok := loadTestTokenizer(t, tokOpts{})
+	e, err := newEncoder(tok, 1000, TruncateRight)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chatText := "<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\nParis.<|im_end|>\n" +
+		"<|im_start|>user\nAnd Italy?<|im_end|>\n<|im_start|>assistant\nRome is the capital.<|im_end|>\n"
+	i1 := strings.Index(chatText, "Paris")
+	i2 := strings.Index(chatText, "Rome")
+	e1 := strings.Index(chatText, "<|im_start|>user\nAnd")
+	cases := []struct {
+		text  string
+		spans []span
+	}{
+		{chatText, []span{{i1, e1}, {i2, len(chatText)}}},
+		{"the capital of France is Paris and the capital", []span{{2, 9}, {13, 20}, {30, 41}}}, // inside words
+		{"hello world", []span{{0, 5}, {5, 11}}},
+	}
+	for _, c := range cases {
+		body, _ := tok.Encode(c.text, false)
+		at, err := e.boundaryTokens(c.text, c.spans, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range c.spans {
+			for _, b := range []int{s.start, s.end} {
+				want, _ := e.tokensBefore(c.text, b, body)
+				if at[b] != want {
+					t.Errorf("%q: boundary %d at token %d, the prefix method says %d", c.text, b, at[b], want)
+				}
+			}
+		}
+	}
+}

@@ -46,12 +46,11 @@ func (c *csvReader) Next() (Row, error) {
 	if errors.Is(err, io.EOF) {
 		return Row{}, io.EOF
 	}
-	line, _ := c.r.FieldPos(0)
-	src := Source{File: c.path, Line: line, Index: c.index}
+	src := Source{File: c.path, Index: c.index}
 	if err != nil {
 		var pe *csv.ParseError
 		if !errors.As(err, &pe) {
-			return Row{}, fmt.Errorf("dataset: %s: %w", src, err)
+			return Row{}, fmt.Errorf("dataset: %s: %w", c.path, err)
 		}
 		c.index++
 		src.Line = pe.StartLine
@@ -60,6 +59,7 @@ func (c *csvReader) Next() (Row, error) {
 		}
 		return Row{}, &RowError{Src: src, Reason: "malformed CSV", Err: pe.Err}
 	}
+	src.Line, _ = c.r.FieldPos(0)
 	c.index++
 	m := make(map[string]any, len(c.header))
 	for i, h := range c.header {
