@@ -186,6 +186,12 @@ func buildModel(raw json.RawMessage, path string) (model, map[string]int32, erro
 			return nil, nil, err
 		}
 		return m, m.vocab, nil
+	case "Unigram":
+		m, vocab, err := buildUnigram(raw, path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, vocab, nil
 	case "WordLevel":
 		var c struct {
 			Vocab    map[string]int32 `json:"vocab"`
@@ -326,6 +332,10 @@ func (t *Tokenizer) resolveSpecial(f *fileJSON, cfg *configJSON) error {
 			names[3] = m.unkToken
 		case *wordLevelModel:
 			names[3] = m.unkToken
+		case *unigramModel:
+			if m.unkID >= 0 {
+				names[3] = t.idToToken[m.unkID]
+			}
 		}
 	}
 	id := func(s string) int {

@@ -10,7 +10,7 @@
 //                                          2,000 bytes, without js_differs) joined by newlines, seeded, BYTES in all
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { TOKENIZERS, makeBert, load, here } from "./tokenizers.mjs";
+import { TOKENIZERS, makeBert, makeUnigram, load, here } from "./tokenizers.mjs";
 
 const [cmd, name, file] = process.argv.slice(2);
 
@@ -22,6 +22,7 @@ function decode(tok, ids, skip) {
 
 if (cmd === "paths") {
   makeBert();
+  makeUnigram();
   process.stdout.write(JSON.stringify(TOKENIZERS) + "\n");
 } else if (cmd === "encode") {
   const tok = await load(name);

