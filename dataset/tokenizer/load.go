@@ -268,6 +268,9 @@ func readSpecial(tokenizerJSON, configJSONData []byte) (SpecialTokens, int, erro
 	}
 	t := &Tokenizer{}
 	t.buildVocab(vocab, f.AddedTokens)
+	// The post-processor names BOS/EOS when the config does not; one this
+	// package cannot build just leaves them to the config.
+	t.post, _ = buildPostProcessor(f.PostProcessor, "tokenizer.json: post_processor")
 	var cfg configJSON
 	if len(bytes.TrimSpace(configJSONData)) > 0 {
 		if err := json.Unmarshal(configJSONData, &cfg); err != nil {

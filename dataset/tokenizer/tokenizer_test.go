@@ -112,6 +112,26 @@ func TestEncodeBatch(t *testing.T) {
 	}
 }
 
+// readSpecial (used by the Rust backend) agrees with Load.
+func TestReadSpecialMatchesLoad(t *testing.T) {
+	dir := ensureOracle(t)
+	for name, path := range oraclePaths(t, dir) {
+		tok, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(filepath.Join(path, "tokenizer.json"))
+		cfg, _ := os.ReadFile(filepath.Join(path, "tokenizer_config.json"))
+		sp, size, err := readSpecial(data, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp != tok.Special() || size != tok.VocabSize() {
+			t.Errorf("%s: readSpecial %+v %d, Load %+v %d", name, sp, size, tok.Special(), tok.VocabSize())
+		}
+	}
+}
+
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte(wordLevelJSON), 0o644); err != nil {
