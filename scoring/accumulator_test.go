@@ -179,3 +179,22 @@ func ExampleAccumulator() {
 	fmt.Printf("loss %.4f perplexity %.4f rows %d tokens %d\n", r.Metrics["loss"], r.Metrics["perplexity"], r.Counts.Rows, r.Counts.Tokens)
 	// Output: loss 1.0000 perplexity 2.7183 rows 2 tokens 5
 }
+
+func TestPredictionWireForm(t *testing.T) {
+	var p Prediction
+	if err := json.Unmarshal([]byte(`{"index":3,"id":"x","loss_sum":1.5,"tokens":2,"output":"y"}`), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Index != 3 || p.ID != "x" || p.Choice != NoChoice || p.ChoiceNorm != NoChoice || p.Gold != NoChoice {
+		t.Fatalf("decoded %+v", p)
+	}
+	in := Prediction{Index: 1, ChoiceLoss: []float64{0.5, 1}, ChoiceLen: []int{2, 3}, Choice: 0, ChoiceNorm: 0, Gold: 0, Refs: []string{"a"}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Prediction
+	if err := json.Unmarshal(b, &out); err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip %+v (%v), want %+v", out, err, in)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func near(t *testing.T, what string, got, want, tol float64) {
@@ -357,4 +358,18 @@ func TestExactSumOrderIndependent(t *testing.T) {
 	if !math.IsInf(u.Value(), 1) {
 		t.Error("inf lost")
 	}
+}
+
+func FuzzTokenize13a(f *testing.F) {
+	for _, s := range []string{"The dog bit the man.", "1,000.5-2", "&amp;quot;", "a.,b", "x-\ny", "€.,ü", "\u00a0.\x1c,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return // JSON-decoded text is always valid UTF-8
+		}
+		if got, want := Tokenize13a(s), tokenize13aRegexp(s); got != want {
+			t.Fatalf("Tokenize13a(%q) = %q, regexps give %q", s, got, want)
+		}
+	})
 }

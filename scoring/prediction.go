@@ -74,6 +74,18 @@ type Prediction struct {
 	Error string `json:"error,omitempty"`
 }
 
+// UnmarshalJSON decodes a prediction in its wire form; an absent choice,
+// choice_norm or gold decodes as NoChoice (not as index 0).
+func (p *Prediction) UnmarshalJSON(b []byte) error {
+	type plain Prediction
+	q := plain{Choice: NoChoice, ChoiceNorm: NoChoice, Gold: NoChoice}
+	if err := json.Unmarshal(b, &q); err != nil {
+		return err
+	}
+	*p = Prediction(q)
+	return nil
+}
+
 // Resolve derives Choice and ChoiceNorm from ChoiceLoss and ChoiceLen:
 // Choice is the candidate with the lowest summed loss (highest
 // log-likelihood), ChoiceNorm the one with the lowest loss per character
