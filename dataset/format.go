@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/herdml/herd/configs"
 	"github.com/herdml/herd/dataset/tokenizer"
@@ -65,6 +66,26 @@ type formatter struct {
 	fields        configs.Fields
 	trainOnPrompt bool
 	tok           Tokenizer
+
+	trailerOnce sync.Once
+	trailer     string // what the chat template renders for no message at all
+}
+
+// chatTrailer returns what the template writes after any conversation,
+// whatever add_generation_prompt says (Llama 3 base's template always ends
+// with the assistant header): the rendering of an empty conversation less a
+// leading BOS, when the whole rendering ends but does not start with it.
+func (f *formatter) chatTrailer(full string) string {
+	f.trailerOnce.Do(func() {
+		f.trailer, _ = f.tok.ApplyChatTemplate(nil, false)
+		if b := f.tok.Special().BOSToken; b != "" {
+			f.trailer = strings.TrimPrefix(f.trailer, b)
+		}
+	})
+	if t := f.trailer; t != "" && strings.HasSuffix(full, t) && !strings.HasPrefix(full, t) {
+		return t
+	}
+	return ""
 }
 
 func newFormatter(d configs.Dataset, tok Tokenizer) (*formatter, error) {
@@ -117,7 +138,8 @@ func (f *formatter) renderInstruction(row Row) (rendered, error) {
 // assistant turn by rendering prefixes of the conversation: turn i starts
 // where render(messages[:i], add_generation_prompt=true) ends and ends where
 // render(messages[:i+1]) ends, both of which must be prefixes of the whole
-// rendering. The trained span is thus the turn's content and whatever the
+// rendering (a trailer the template writes after every conversation is not
+// part of the turn). The trained span is thus the turn's content and whatever the
 // template writes after it (end-of-turn token, EOS), but not the header.
 func (f *formatter) renderChat(row Row) (rendered, error) {
 	msgs, err := f.messages(row)
@@ -146,7 +168,7 @@ func (f *formatter) renderChat(row Row) (rendered, error) {
 			}
 			start = 0 // some templates refuse an empty conversation
 		}
-		end, err := f.prefixEnd(msgs[:i+1], false, full)
+		end, err := f.turnEnd(msgs[:i+1], full)
 		if err != nil {
 			return rendered{}, f.prefixErr(row, i+1, err)
 		}
@@ -179,6 +201,22 @@ func (f *formatter) prefixEnd(msgs []tokenizer.Message, gen bool, full string) (
 		}
 	}
 	return 0, errNotPrefix
+}
+
+// turnEnd is where the last of msgs ends in full: the end of its rendering,
+// less the template's unconditional trailer.
+func (f *formatter) turnEnd(msgs []tokenizer.Message, full string) (int, error) {
+	s, err := f.tok.ApplyChatTemplate(msgs, false)
+	if err != nil {
+		return 0, err
+	}
+	if t := f.chatTrailer(full); t != "" {
+		s = strings.TrimSuffix(s, t)
+	}
+	if !strings.HasPrefix(full, s) {
+		return 0, errNotPrefix
+	}
+	return len(s), nil
 }
 
 func (f *formatter) prefixErr(row Row, n int, err error) error {

@@ -241,24 +241,36 @@ func TestFormatErrors(t *testing.T) {
 	}
 }
 
-// A template that always appends the generation prompt renders the first
-// messages as something that is not a prefix of the whole conversation.
+// A template that marks the last message renders the first messages as
+// something that is not a prefix of the whole conversation.
 func TestChatNotPrefixStable(t *testing.T) {
-	tpl := `{% for m in messages %}<|im_start|>{{ m.role }}` + "\n" + `{{ m.content }}<|im_end|>` + "\n" + `{% endfor %}<|im_start|>assistant` + "\n"
+	tpl := `{% for m in messages %}{% if loop.last %}LAST {% endif %}{{ m.role }}: {{ m.content }}` + "\n" + `{% endfor %}`
 	tok := loadTestTokenizer(t, tokOpts{chatTemplate: tpl})
 	_, _, err := encodeRow(t, testDataset(func(d *configs.Dataset) { d.Format = "chat" }), tok,
 		`{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}`)
 	if !errors.Is(err, ErrChatTemplate) || !strings.Contains(err.Error(), "prefix-stable") {
 		t.Fatalf("error %v", err)
 	}
-	// The same template with a final assistant turn works: its rendering is the whole.
-	toks, _, err := encodeRow(t, testDataset(func(d *configs.Dataset) { d.Format = "chat" }), tok,
-		`{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, trained := decodeParts(t, tok, toks); trained != "b<|im_end|>\n<|im_start|>assistant\n" {
-		t.Errorf("trained %q", trained)
+}
+
+// A template that always ends with the generation prompt (Llama 3 base's):
+// that trailer is not part of the assistant turns.
+func TestChatTrailer(t *testing.T) {
+	tpl := `{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}` + "\n" + `{{ m.content }}<|im_end|>` + "\n" + `{% endfor %}<|im_start|>assistant` + "\n"
+	tok := loadTestTokenizer(t, tokOpts{chatTemplate: tpl})
+	for _, c := range []struct{ row, trained string }{
+		{`{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}`, "b<|im_end|>\n"},
+		{`{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]}`,
+			"b<|im_end|>\n|d<|im_end|>\n"},
+	} {
+		toks, _, err := encodeRow(t, testDataset(func(d *configs.Dataset) { d.Format = "chat" }), tok, c.row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, trained := decodeParts(t, tok, toks)
+		if trained != c.trained || !strings.HasPrefix(full, bos) || !strings.HasSuffix(full, "<|im_start|>assistant\n") {
+			t.Errorf("full %q, trained %q, want %q", full, trained, c.trained)
+		}
 	}
 }
 
