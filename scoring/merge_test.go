@@ -383,3 +383,19 @@ func TestMergerCompactionCrash(t *testing.T) {
 		t.Fatal("output after a crash in compaction differs")
 	}
 }
+
+func TestMergerEmptyJob(t *testing.T) {
+	dir := t.TempDir()
+	m, err := NewMerger(MergerOptions{Dir: filepath.Join(dir, "out"), Plan: Plan(nil, 8, 0), Spec: Spec{Task: TaskLoss}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Finish()
+	if err != nil || res.Counts.Rows != 0 || len(res.Metrics) != 0 {
+		t.Fatalf("empty job: %+v %v", res, err)
+	}
+	preds, metrics := readOutputs(t, filepath.Join(dir, "out"))
+	if len(preds) != 0 || len(metrics["metrics"].(map[string]any)) != 0 {
+		t.Fatalf("empty job wrote %q %v", preds, metrics)
+	}
+}
