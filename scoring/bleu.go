@@ -100,11 +100,11 @@ const BLEUOrder = 4
 // Sums are exact, so statistics added in any order, or merged from any split
 // of the corpus, give the same score.
 type BLEUStats struct {
-	Order   int     // largest n-gram order, 0 meaning BLEUOrder
-	SysLen  int64   // hypothesis tokens
-	RefLen  int64   // closest reference tokens
-	Correct []int64 // clipped matching n-grams, per order
-	Total   []int64 // hypothesis n-grams, per order
+	Order   int     `json:"order,omitempty"` // largest n-gram order, 0 meaning BLEUOrder
+	SysLen  int64   `json:"sys_len"`         // hypothesis tokens
+	RefLen  int64   `json:"ref_len"`         // closest reference tokens
+	Correct []int64 `json:"correct"`         // clipped matching n-grams, per order
+	Total   []int64 `json:"total"`           // hypothesis n-grams, per order
 }
 
 func (s *BLEUStats) order() int {
