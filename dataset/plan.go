@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+
+	"github.com/herdml/herd/configs"
 )
 
 // Plan orders a training set into optimizer steps for data parallelism. The
@@ -34,6 +36,16 @@ type Plan struct {
 	G int `json:"g"`
 	// Seed is training.seed.
 	Seed uint64 `json:"seed"`
+}
+
+// GlobalBatchSize is the G of a run: training.global_batch_size, or
+// micro_batch_size × grad_accum × workers when that is 0. Compute it once,
+// with the world size the run starts with, and keep it for the whole run.
+func GlobalBatchSize(t configs.Training, workers int) int {
+	if t.GlobalBatchSize > 0 {
+		return t.GlobalBatchSize
+	}
+	return t.MicroBatchSize * t.GradAccum * max(workers, 1)
 }
 
 // Validate returns an error when N < 0 or G < 1.

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/herdml/herd/configs"
 )
 
 func TestPermutationIsBijection(t *testing.T) {
@@ -126,6 +128,18 @@ func TestStepsAndBatchSizes(t *testing.T) {
 		if got := p.TotalSteps(c.epochs); got != c.want {
 			t.Errorf("TotalSteps(%v) = %d, want %d", c.epochs, got, c.want)
 		}
+	}
+}
+
+func TestGlobalBatchSize(t *testing.T) {
+	tr := configs.Default().Training
+	tr.MicroBatchSize, tr.GradAccum = 4, 2
+	if g := GlobalBatchSize(tr, 3); g != 24 {
+		t.Errorf("derived G %d, want 24", g)
+	}
+	tr.GlobalBatchSize = 64
+	if g := GlobalBatchSize(tr, 3); g != 64 {
+		t.Errorf("set G %d, want 64", g)
 	}
 }
 
