@@ -202,17 +202,17 @@ func (m *Member) allReduce(ctx context.Context, buf []float32, op Op) (err error
 	defer wg.Wait()
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
-	if c.rsag {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := c.sendContributions(sctx); err != nil {
-				sendErr <- err
-			}
-		}()
-	} else if err := c.sendAll(); err != nil {
-		return err
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		send := c.sendContributions
+		if !c.rsag {
+			send = c.sendAll
+		}
+		if err := send(sctx); err != nil {
+			sendErr <- err
+		}
+	}()
 
 	// Chunks whose first contributions are ours can start now.
 	for i := range c.ownN {
@@ -256,6 +256,11 @@ func (m *Member) allReduce(ctx context.Context, buf []float32, op Op) (err error
 	case err := <-sendErr:
 		return err
 	default:
+	}
+	if !c.rsag {
+		// Direct results wait in the accumulators until the sender, which
+		// reads the whole buffer, is done.
+		copy(buf, m.acc[:len(buf)])
 	}
 	return nil
 }
@@ -353,9 +358,12 @@ func (c *call) encodeForSend(g int) []byte {
 }
 
 // sendAll broadcasts the whole buffer (direct).
-func (c *call) sendAll() error {
+func (c *call) sendAll(ctx context.Context) error {
 	m, tab := c.m, c.tab
 	for g := range tab.off {
+		if ctx.Err() != nil {
+			return nil // the call is ending; its error is reported there
+		}
 		data := c.encodeForSend(g)
 		f := frame{kind: kindDirect, epoch: m.epoch, seq: c.seq, from: m.rank, chunk: g, count: tab.cnt[g], total: tab.n, enc: m.enc}
 		if err := m.t.Publish(m.bcast, f.header(), data); err != nil {
@@ -453,6 +461,10 @@ func (c *call) finish(g int, acc []float32) error {
 		divide(acc, m.size)
 	}
 	canonNaN(acc)
+	if !c.rsag {
+		localSet(m.enc, acc, acc) // q, in place; copied to the buffer at the end
+		return nil
+	}
 	off, cnt := c.tab.off[g], c.tab.cnt[g]
 	dst := c.buf[off : off+cnt]
 	var data []byte
@@ -466,11 +478,6 @@ func (c *call) finish(g int, acc []float32) error {
 		data = encode(m.enc, m.wire, acc)
 		copy(dst, acc)
 	}
-	if c.rsag {
-		f := frame{kind: kindAG, epoch: m.epoch, seq: c.seq, from: m.rank, chunk: g, count: cnt, total: c.tab.n, enc: m.enc}
-		if err := m.t.Publish(m.bcast, f.header(), data); err != nil {
-			return err
-		}
-	}
-	return nil
+	f := frame{kind: kindAG, epoch: m.epoch, seq: c.seq, from: m.rank, chunk: g, count: cnt, total: c.tab.n, enc: m.enc}
+	return m.t.Publish(m.bcast, f.header(), data)
 }

@@ -13,8 +13,7 @@ type Algorithm string
 // Algorithms.
 const (
 	// AlgoAuto uses AlgoDirect for buffers of at most
-	// Config.SmallThreshold bytes (and for groups of two, where it moves
-	// as few bytes as AlgoRSAG with one hop less), AlgoRSAG otherwise.
+	// Config.SmallThreshold bytes, AlgoRSAG otherwise.
 	AlgoAuto Algorithm = "auto"
 	// AlgoRSAG is reduce-scatter then all-gather: member r owns 1/N of the
 	// buffer, receives everyone's part of it, reduces it and broadcasts
@@ -79,7 +78,7 @@ type Config struct {
 	ChunkBytes int
 	// SmallThreshold: with AlgoAuto, buffers of at most this many bytes
 	// (4 per float32) use AlgoDirect. Default 64 KiB; 0 is allowed (never
-	// direct except for N ≤ 2); must not be negative.
+	// direct); must not be negative.
 	SmallThreshold int
 	// QueueLen is the capacity of the member's receive channel. Default
 	// 1024; must not be negative.

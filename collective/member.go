@@ -188,7 +188,7 @@ func (m *Member) Algorithm(n int) Algorithm {
 	case AlgoRSAG, AlgoDirect:
 		return m.cfg.Algorithm
 	}
-	if m.size <= 2 || 4*n <= m.cfg.SmallThreshold {
+	if 4*n <= m.cfg.SmallThreshold {
 		return AlgoDirect
 	}
 	return AlgoRSAG
