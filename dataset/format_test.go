@@ -424,6 +424,9 @@ func TestBoundaryTokens(t *testing.T) {
 // The chat formats of real models, when the npm oracle packages of the
 // tokenizer tests are installed (tests/oracle/tokenizer; skipped otherwise).
 func TestRealChatTemplates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads four real tokenizers")
+	}
 	dir := "../tests/oracle/tokenizer/node_modules/@lenml"
 	one := `{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}`
 	multi := `{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"},
