@@ -154,6 +154,9 @@ func tokenizeFile(ctx context.Context, path string, f *formatter, e *encoder, sk
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			if err := ctx.Err(); err != nil {
+				return err // the workers may have left the chunk half done
+			}
 			for _, r := range c.res {
 				st.Rows++
 				if r.err != nil {
