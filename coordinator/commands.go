@@ -1,0 +1,159 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/herdml/herd/internal/proto"
+)
+
+// MessageType is the first byte of every raft log entry the FSM applies:
+// entries are [type byte][JSON payload]. Numbers are append-only: never
+// reuse or renumber one. A type with IgnoreUnknownTypeFlag set may be
+// skipped by a coordinator that does not know it (rolling upgrades); an
+// unknown type without it stops the FSM (panic), because applying less than
+// the leader did would silently diverge.
+type MessageType uint8
+
+// Commands. Scoring tasks (issue 8) will take the next numbers.
+const (
+	RegisterWorkerType   MessageType = 0
+	DeregisterWorkerType MessageType = 1
+	SubmitJobType        MessageType = 2
+	FormEpochType        MessageType = 3
+	StepStatsType        MessageType = 4
+	CheckpointType       MessageType = 5
+	JobStatusType        MessageType = 6
+	WorkerFailureType    MessageType = 7
+	ResumeJobType        MessageType = 8
+)
+
+// IgnoreUnknownTypeFlag marks a command that older coordinators may skip.
+const IgnoreUnknownTypeFlag MessageType = 128
+
+func (t MessageType) String() string {
+	switch t &^ IgnoreUnknownTypeFlag {
+	case RegisterWorkerType:
+		return "register-worker"
+	case DeregisterWorkerType:
+		return "deregister-worker"
+	case SubmitJobType:
+		return "submit-job"
+	case FormEpochType:
+		return "form-epoch"
+	case StepStatsType:
+		return "step-stats"
+	case CheckpointType:
+		return "checkpoint"
+	case JobStatusType:
+		return "job-status"
+	case WorkerFailureType:
+		return "worker-failure"
+	case ResumeJobType:
+		return "resume-job"
+	}
+	return fmt.Sprintf("type-%d", uint8(t))
+}
+
+// Every command carries At, the leader's clock when it proposed it: Apply
+// never reads a clock.
+
+// RegisterWorkerCmd registers (or re-registers) a worker.
+type RegisterWorkerCmd struct {
+	Worker proto.RegisterRequest `json:"worker"`
+	At     time.Time             `json:"at"`
+}
+
+// DeregisterWorkerCmd removes a worker that left cleanly.
+type DeregisterWorkerCmd struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
+}
+
+// SubmitJobCmd queues a job. The FSM names it job-<seq>.
+type SubmitJobCmd struct {
+	Name       string `json:"name"`
+	ConfigYAML string `json:"config_yaml"`
+	OutputDir  string `json:"output_dir"`
+	// GlobalBatch: training.global_batch_size, or micro_batch_size ×
+	// grad_accum × the workers the job will start with, computed by the
+	// leader at submission.
+	GlobalBatch int       `json:"global_batch"`
+	Workers     int       `json:"workers"`
+	MinWorkers  int       `json:"min_workers"`
+	MaxWorkers  int       `json:"max_workers"`
+	MaxRestarts int       `json:"max_restarts"`
+	HeartbeatMs int64     `json:"heartbeat_ms"`
+	TimeoutMs   int64     `json:"timeout_ms"`
+	At          time.Time `json:"at"`
+}
+
+// FormEpochCmd starts a new group epoch of a job (or, with no members, puts
+// it in status waiting).
+type FormEpochCmd struct {
+	Job string `json:"job"`
+	// Epoch must be the job's current epoch + 1.
+	Epoch   uint64   `json:"epoch"`
+	Members []string `json:"members"`
+	// Restart: the re-formation follows a failure and counts against
+	// cluster.max_restarts.
+	Restart bool      `json:"restart"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+}
+
+// StepStatsCmd records optimizer steps reported by a group's rank 0 (the
+// leader batches them).
+type StepStatsCmd struct {
+	Job   string           `json:"job"`
+	Stats []proto.StepStat `json:"stats"`
+	At    time.Time        `json:"at"`
+}
+
+// CheckpointCmd records a saved checkpoint.
+type CheckpointCmd struct {
+	Job  string `json:"job"`
+	Step int    `json:"step"`
+	Path string `json:"path"`
+	// Paused: taken to pause the job, which becomes paused.
+	Paused bool      `json:"paused,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// JobStatusCmd moves a job to a new status: waiting, completed, failed or
+// cancelled.
+type JobStatusCmd struct {
+	Job     string    `json:"job"`
+	Status  string    `json:"status"`
+	Error   string    `json:"error,omitempty"`
+	Adapter string    `json:"adapter,omitempty"`
+	Step    int       `json:"step,omitempty"`
+	Message string    `json:"message,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// WorkerFailureCmd counts a failure of a worker; with ExcludedUntil set the
+// worker starts a cool-down and its count restarts.
+type WorkerFailureCmd struct {
+	Worker        string    `json:"worker"`
+	Job           string    `json:"job,omitempty"`
+	Error         string    `json:"error"`
+	ExcludedUntil time.Time `json:"excluded_until,omitzero"`
+	At            time.Time `json:"at"`
+}
+
+// ResumeJobCmd puts a paused (or waiting) job back in the queue.
+type ResumeJobCmd struct {
+	Job string    `json:"job"`
+	At  time.Time `json:"at"`
+}
+
+// Encode returns the log entry of a command: [type][JSON payload].
+func Encode(t MessageType, cmd any) ([]byte, error) {
+	payload, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: encode %s: %w", t, err)
+	}
+	return append([]byte{byte(t)}, payload...), nil
+}

@@ -1,0 +1,330 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/herdml/herd/internal/proto"
+)
+
+// ErrRejected wraps the error a command's apply returns when the command no
+// longer fits the state (an epoch already superseded, an unknown job): the
+// log entry is applied as a no-op on every coordinator alike.
+var ErrRejected = errors.New("coordinator: command rejected")
+
+// FSM is the raft state machine. Apply is deterministic: it reads no clock,
+// no randomness and does no I/O; the leader stamps times into commands.
+type FSM struct {
+	mu    sync.RWMutex
+	state *State
+	index uint64 // raft index of the last applied entry
+	log   *slog.Logger
+	// onApply, when set, is called after each apply with the new state
+	// (outside the lock); the server uses it to wake waiters.
+	onApply func()
+}
+
+// NewFSM returns an FSM holding an empty state.
+func NewFSM(log *slog.Logger) *FSM {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &FSM{state: NewState(), log: log}
+}
+
+// State returns the current state (immutable; see State).
+func (f *FSM) State() *State {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state
+}
+
+// Index returns the raft index of the last applied entry.
+func (f *FSM) Index() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.index
+}
+
+type applyFunc func(f *FSM, s *State, payload []byte) (any, error)
+
+// appliers is the dispatch table: one applyX per MessageType.
+var appliers = map[MessageType]applyFunc{
+	RegisterWorkerType:   applyRegisterWorker,
+	DeregisterWorkerType: applyDeregisterWorker,
+	SubmitJobType:        applySubmitJob,
+	FormEpochType:        applyFormEpoch,
+	StepStatsType:        applyStepStats,
+	CheckpointType:       applyCheckpoint,
+	JobStatusType:        applyJobStatus,
+	WorkerFailureType:    applyWorkerFailure,
+	ResumeJobType:        applyResumeJob,
+}
+
+// Apply implements raft.FSM. It returns the command's result or an error
+// (wrapping ErrRejected for a command that no longer fits the state).
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	res := f.applyBytes(l.Index, l.Data)
+	if f.onApply != nil {
+		f.onApply()
+	}
+	return res
+}
+
+func (f *FSM) applyBytes(index uint64, data []byte) any {
+	if len(data) == 0 {
+		panic(fmt.Sprintf("coordinator: empty raft log entry at index %d", index))
+	}
+	t := MessageType(data[0])
+	fn, ok := appliers[t]
+	if !ok {
+		if t&IgnoreUnknownTypeFlag != 0 {
+			f.log.Warn("ignoring unknown raft command", "type", uint8(t), "index", index)
+			return nil
+		}
+		panic(fmt.Sprintf("coordinator: unknown raft command type %d at index %d", t, index))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	next := f.state.clone()
+	res, err := fn(f, next, data[1:])
+	f.index = index
+	if err != nil {
+		return err
+	}
+	f.state = next
+	return res
+}
+
+// decode unmarshals a payload; a known command that does not decode means a
+// corrupt log, and diverging silently would be worse than stopping.
+func decode[T any](t MessageType, payload []byte) *T {
+	var v T
+	if err := json.Unmarshal(payload, &v); err != nil {
+		panic(fmt.Sprintf("coordinator: undecodable %s command: %v", t, err))
+	}
+	return &v
+}
+
+func rejectf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrRejected, fmt.Sprintf(format, args...))
+}
+
+func applyRegisterWorker(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[RegisterWorkerCmd](RegisterWorkerType, p)
+	w := &Worker{ID: c.Worker.ID, Host: c.Worker.Host, Device: c.Worker.Device, PID: c.Worker.PID, RegisteredAt: c.At}
+	if old, ok := s.Workers[w.ID]; ok {
+		w.Failures, w.ExcludedUntil = old.Failures, old.ExcludedUntil
+	}
+	s.Workers[w.ID] = w
+	return nil, nil
+}
+
+func applyDeregisterWorker(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[DeregisterWorkerCmd](DeregisterWorkerType, p)
+	delete(s.Workers, c.ID)
+	return nil, nil
+}
+
+func applySubmitJob(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[SubmitJobCmd](SubmitJobType, p)
+	s.JobSeq++
+	j := &Job{
+		ID: fmt.Sprintf("job-%d", s.JobSeq), Name: c.Name, Status: proto.StatusQueued,
+		ConfigYAML: c.ConfigYAML, OutputDir: c.OutputDir, GlobalBatch: c.GlobalBatch,
+		Workers: c.Workers, MinWorkers: c.MinWorkers, MaxWorkers: c.MaxWorkers, MaxRestarts: c.MaxRestarts,
+		HeartbeatMs: c.HeartbeatMs, TimeoutMs: c.TimeoutMs, SubmittedAt: c.At,
+	}
+	j.event(c.At, fmt.Sprintf("submitted %s: global batch %d, workers %d (min %d, max %d)", c.Name, c.GlobalBatch, c.Workers, c.MinWorkers, c.MaxWorkers))
+	s.Jobs[j.ID] = j
+	return j.ID, nil
+}
+
+func applyFormEpoch(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[FormEpochCmd](FormEpochType, p)
+	old, ok := s.Jobs[c.Job]
+	switch {
+	case !ok:
+		return nil, rejectf("form epoch: no job %s", c.Job)
+	case !old.Active():
+		return nil, rejectf("form epoch: job %s is %s", c.Job, old.Status)
+	case c.Epoch != old.Epoch.Number+1:
+		return nil, rejectf("form epoch %d of %s: current epoch is %d", c.Epoch, c.Job, old.Epoch.Number)
+	case len(c.Members) == 0:
+		return nil, rejectf("form epoch %d of %s: no members", c.Epoch, c.Job)
+	}
+	j := copyJob(old)
+	j.Epoch = GroupEpoch{Number: c.Epoch, Members: slices.Clone(c.Members), StartStep: j.Step, FormedAt: c.At}
+	if j.StartedAt.IsZero() {
+		j.StartedAt = c.At
+	}
+	j.Status = proto.StatusRunning
+	j.WaitingSince = time.Time{}
+	if c.Restart {
+		j.Restarts++
+	}
+	msg := fmt.Sprintf("group epoch %d: world %d [%s] at step %d", c.Epoch, len(c.Members), strings.Join(c.Members, " "), j.Step)
+	if c.Reason != "" {
+		msg += ": " + c.Reason
+	}
+	j.event(c.At, msg)
+	s.Jobs[j.ID] = j
+	return nil, nil
+}
+
+func applyStepStats(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[StepStatsCmd](StepStatsType, p)
+	old, ok := s.Jobs[c.Job]
+	if !ok {
+		return nil, rejectf("step stats: no job %s", c.Job)
+	}
+	j := copyJob(old)
+	for _, st := range c.Stats {
+		st := st
+		if !proto.Terminal(j.Status) {
+			j.Step, j.TotalSteps, j.Loss = st.Step, st.TotalSteps, st.Loss
+			j.TokensPerSec, j.StepMs = st.TokensPerSec, st.StepMs
+		}
+		j.addLog(c.At, proto.LogEntry{Kind: "step", Step: &st})
+	}
+	s.Jobs[j.ID] = j
+	return nil, nil
+}
+
+func applyCheckpoint(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[CheckpointCmd](CheckpointType, p)
+	old, ok := s.Jobs[c.Job]
+	if !ok {
+		return nil, rejectf("checkpoint: no job %s", c.Job)
+	}
+	j := copyJob(old)
+	j.Checkpoints = slices.DeleteFunc(j.Checkpoints, func(cp proto.Checkpoint) bool { return cp.Step == c.Step })
+	j.Checkpoints = append(j.Checkpoints, proto.Checkpoint{Step: c.Step, Path: c.Path, Time: c.At})
+	if n := len(j.Checkpoints); n > MaxCheckpoints {
+		j.Checkpoints = slices.Clone(j.Checkpoints[n-MaxCheckpoints:])
+	}
+	j.event(c.At, fmt.Sprintf("checkpoint at step %d: %s", c.Step, c.Path))
+	if c.Paused && j.Active() {
+		j.Status = proto.StatusPaused
+		j.event(c.At, fmt.Sprintf("paused at step %d", c.Step))
+	}
+	s.Jobs[j.ID] = j
+	return nil, nil
+}
+
+func applyJobStatus(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[JobStatusCmd](JobStatusType, p)
+	old, ok := s.Jobs[c.Job]
+	if !ok {
+		return nil, rejectf("status: no job %s", c.Job)
+	}
+	if proto.Terminal(old.Status) {
+		return nil, rejectf("status: job %s is already %s", c.Job, old.Status)
+	}
+	j := copyJob(old)
+	switch c.Status {
+	case proto.StatusWaiting:
+		if j.Status != proto.StatusWaiting {
+			j.WaitingSince = c.At
+		}
+	case proto.StatusCompleted:
+		j.Adapter = c.Adapter
+		if c.Step > 0 {
+			j.Step = c.Step
+		}
+		j.EndedAt = c.At
+	case proto.StatusFailed, proto.StatusCancelled:
+		j.EndedAt = c.At
+	case proto.StatusPaused:
+	default:
+		return nil, rejectf("status: %q is not a status a command sets", c.Status)
+	}
+	j.Status = c.Status
+	j.Error = c.Error
+	msg := c.Status
+	if c.Message != "" {
+		msg += ": " + c.Message
+	}
+	if c.Error != "" {
+		msg += ": " + c.Error
+	}
+	j.event(c.At, msg)
+	s.Jobs[j.ID] = j
+	return nil, nil
+}
+
+func applyWorkerFailure(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[WorkerFailureCmd](WorkerFailureType, p)
+	if old, ok := s.Workers[c.Worker]; ok {
+		w := *old
+		if !c.ExcludedUntil.IsZero() {
+			w.Failures, w.ExcludedUntil = 0, c.ExcludedUntil
+		} else {
+			w.Failures++
+		}
+		s.Workers[w.ID] = &w
+	}
+	if old, ok := s.Jobs[c.Job]; ok {
+		j := copyJob(old)
+		msg := fmt.Sprintf("worker %s failed: %s", c.Worker, c.Error)
+		if !c.ExcludedUntil.IsZero() {
+			msg += fmt.Sprintf(" (excluded until %s after repeated failures)", c.ExcludedUntil.UTC().Format(time.RFC3339))
+		}
+		j.event(c.At, msg)
+		s.Jobs[j.ID] = j
+	}
+	return nil, nil
+}
+
+func applyResumeJob(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[ResumeJobCmd](ResumeJobType, p)
+	old, ok := s.Jobs[c.Job]
+	if !ok {
+		return nil, rejectf("resume: no job %s", c.Job)
+	}
+	if old.Status != proto.StatusPaused && old.Status != proto.StatusWaiting && old.Status != proto.StatusRunning {
+		return nil, rejectf("resume: job %s is %s", c.Job, old.Status)
+	}
+	j := copyJob(old)
+	j.Status, j.Error, j.WaitingSince = proto.StatusQueued, "", time.Time{}
+	j.event(c.At, "resumed")
+	s.Jobs[j.ID] = j
+	return nil, nil
+}
+
+// Snapshot implements raft.FSM: it captures the current state pointer;
+// Persist writes it out while Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &fsmSnapshot{state: f.state}, nil
+}
+
+// Restore implements raft.FSM: it reads a snapshot into a fresh state and
+// swaps it in.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s, err := ReadSnapshot(rc, f.log)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.state = s
+	f.mu.Unlock()
+	if f.onApply != nil {
+		f.onApply()
+	}
+	return nil
+}
