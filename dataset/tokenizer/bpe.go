@@ -31,6 +31,12 @@ type bpeModel struct {
 	byteIDs     [256]int32       // id of each byte's alphabet character, -1 if absent
 	fallbackIDs [256]int32       // ids of <0xXX>, -1 if absent
 
+	// wordSep, when set, is a separator (SentencePiece's "▁") that no merge
+	// can cross: every token holds it only in a leading run. Long inputs (a
+	// whole text, for tokenizers without a pre-tokenizer) are then merged
+	// word by word, which is the same result, and cached per word.
+	wordSep string
+
 	cache *wordCache
 }
 
@@ -71,6 +77,35 @@ func (m *bpeModel) tokenize(word string, dst []int, sc *scratch) ([]int, error) 
 	if word == "" {
 		return dst, nil
 	}
+	if m.wordSep != "" && len(word) > 2*len(m.wordSep) {
+		return m.tokenizeWords(word, dst, sc)
+	}
+	return m.tokenizeWord(word, dst, sc)
+}
+
+// tokenizeWords cuts word before each separator run that follows other text
+// and merges the parts one by one (see wordSep).
+func (m *bpeModel) tokenizeWords(word string, dst []int, sc *scratch) ([]int, error) {
+	sep := m.wordSep
+	start := 0
+	for i := 0; i < len(word); {
+		if strings.HasPrefix(word[i:], sep) {
+			if i > start && !strings.HasSuffix(word[start:i], sep) {
+				var err error
+				if dst, err = m.tokenizeWord(word[start:i], dst, sc); err != nil {
+					return dst, err
+				}
+				start = i
+			}
+			i += len(sep)
+			continue
+		}
+		i++
+	}
+	return m.tokenizeWord(word[start:], dst, sc)
+}
+
+func (m *bpeModel) tokenizeWord(word string, dst []int, sc *scratch) ([]int, error) {
 	if m.ignoreMerges {
 		v := m.vocab
 		if m.byteLevel {
@@ -497,12 +532,34 @@ func buildBPE(c *bpeJSON, path string) (*bpeModel, error) {
 			m.fallbackIDs[b] = id
 		}
 	}
+	if m.separatesWords("▁") {
+		m.wordSep = "▁"
+	}
 	return m, nil
+}
+
+// separatesWords reports whether merges can never cross sep: sep is a
+// token, every token holds sep only as a leading run, and nothing else
+// depends on where a word starts (no prefix or suffix, no ignore_merges).
+func (m *bpeModel) separatesWords(sep string) bool {
+	if _, ok := m.vocab[sep]; !ok || m.prefix != "" || m.suffix != "" || m.ignoreMerges {
+		return false
+	}
+	for tok := range m.vocab {
+		for strings.HasPrefix(tok, sep) {
+			tok = tok[len(sep):]
+		}
+		if strings.Contains(tok, sep) {
+			return false
+		}
+	}
+	return true
 }
 
 // setByteLevel switches the model to raw-byte input (see byteLevelPre).
 func (m *bpeModel) setByteLevel() {
 	m.byteLevel = true
+	m.wordSep = ""
 	for b := 0; b < 256; b++ {
 		m.byteIDs[b] = -1
 		if id, ok := m.vocab[byteToAlpha[b]]; ok {

@@ -432,3 +432,34 @@ func TestEncodeErrors(t *testing.T) {
 		t.Errorf("invalid UTF-8: %v", got)
 	}
 }
+
+// Merging word by word at "▁" must equal merging the whole text, when no
+// token holds "▁" after other text.
+func TestBPEWordSeparator(t *testing.T) {
+	tj := `{"model":{"type":"BPE","unk_token":"<unk>","fuse_unk":true,
+		"vocab":{"▁":0,"a":1,"b":2,"▁a":3,"▁▁":4,"ab":5,"▁ab":6,"<unk>":7,"▁▁a":8EXTRA},
+		"merges":["▁ a","a b","▁ ▁","▁a b","▁▁ a"MERGE]}}`
+	tok := mustParse(t, strings.NewReplacer("EXTRA", "", "MERGE", "").Replace(tj), "")
+	m := tok.model.(*bpeModel)
+	if m.wordSep != "▁" {
+		t.Fatal("separator not detected")
+	}
+	rng := rand.New(rand.NewSource(3))
+	sc := new(scratch)
+	for i := 0; i < 2000; i++ {
+		var b strings.Builder
+		for k := rng.Intn(40); k >= 0; k-- {
+			b.WriteString([]string{"▁", "a", "b", "c", "▁▁"}[rng.Intn(5)])
+		}
+		whole, err1 := m.tokenizeWord(b.String(), nil, sc)
+		split, err2 := m.tokenize(b.String(), nil, sc)
+		if err1 != nil || err2 != nil || !slices.Equal(whole, split) {
+			t.Fatalf("%q: whole %v, by word %v", b.String(), whole, split)
+		}
+	}
+	// A token with "▁" inside turns the shortcut off.
+	tok = mustParse(t, strings.NewReplacer("EXTRA", `,"a▁":9`, "MERGE", `,"a ▁"`).Replace(tj), "")
+	if tok.model.(*bpeModel).wordSep != "" {
+		t.Error("separator kept although a token holds it inside")
+	}
+}
