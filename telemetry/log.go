@@ -1,7 +1,10 @@
-// Package telemetry sets up what herd reports about itself: structured logs
-// (log/slog, text on a terminal or JSON), and later OpenTelemetry traces,
-// metrics and progress output. Loggers are built here and passed down;
-// nothing in herd logs through a global.
+// Package telemetry owns what herd reports about itself: structured logs
+// (log/slog, text on a terminal or JSON), OpenTelemetry traces (one trace
+// per job, joined across processes through NATS message headers) and
+// metrics (Prometheus endpoint, OTLP), the per-run metrics files
+// (artifacts/<run>/metrics/*.jsonl and *.csv) and the progress line.
+// Setup builds one process's providers from a Config; the result is passed
+// down, never installed as a global. docs/observability.md is the guide.
 package telemetry
 
 import (

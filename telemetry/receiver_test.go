@@ -1,0 +1,197 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// gotSpan is a span as an OTLP receiver saw it, with its resource.
+type gotSpan struct {
+	TraceID, SpanID, ParentID string
+	Name                      string
+	Service, Instance         string
+	Attrs                     map[string]string
+}
+
+// receiver is an OTLP collector for tests: it keeps every span and the last
+// value of every gauge it is sent, over gRPC or HTTP (protobuf).
+type receiver struct {
+	collectortrace.UnimplementedTraceServiceServer
+	collectormetrics.UnimplementedMetricsServiceServer
+
+	mu     sync.Mutex
+	spans  []gotSpan
+	gauges map[string]float64
+	paths  map[string]int // HTTP request paths
+}
+
+func newReceiver() *receiver {
+	return &receiver{gauges: map[string]float64{}, paths: map[string]int{}}
+}
+
+// startGRPC serves the receiver on 127.0.0.1 and returns its host:port.
+func (r *receiver) startGRPC(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(srv, r)
+	collectormetrics.RegisterMetricsServiceServer(srv, (*metricsReceiver)(r))
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String()
+}
+
+// startHTTP serves OTLP/HTTP protobuf on any path ending in /v1/traces or
+// /v1/metrics and returns the base URL.
+func (r *receiver) startHTTP(t testing.TB) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		r.mu.Lock()
+		r.paths[req.URL.Path]++
+		r.mu.Unlock()
+		var resp proto.Message
+		switch {
+		case len(req.URL.Path) >= 10 && req.URL.Path[len(req.URL.Path)-10:] == "/v1/traces":
+			var m collectortrace.ExportTraceServiceRequest
+			if err = proto.Unmarshal(body, &m); err == nil {
+				resp, err = r.Export(req.Context(), &m)
+			}
+		case len(req.URL.Path) >= 11 && req.URL.Path[len(req.URL.Path)-11:] == "/v1/metrics":
+			var m collectormetrics.ExportMetricsServiceRequest
+			if err = proto.Unmarshal(body, &m); err == nil {
+				resp, err = (*metricsReceiver)(r).Export(req.Context(), &m)
+			}
+		default:
+			http.NotFound(w, req)
+			return
+		}
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		out, _ := proto.Marshal(resp)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func anyString(v *commonpb.AnyValue) string {
+	switch x := v.GetValue().(type) {
+	case *commonpb.AnyValue_StringValue:
+		return x.StringValue
+	case *commonpb.AnyValue_IntValue:
+		return fmt.Sprint(x.IntValue)
+	case *commonpb.AnyValue_DoubleValue:
+		return fmt.Sprint(x.DoubleValue)
+	case *commonpb.AnyValue_BoolValue:
+		return fmt.Sprint(x.BoolValue)
+	}
+	return v.String()
+}
+
+// Export implements the trace service.
+func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rs := range req.ResourceSpans {
+		res := map[string]string{}
+		for _, kv := range rs.GetResource().GetAttributes() {
+			res[kv.Key] = anyString(kv.Value)
+		}
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				g := gotSpan{
+					TraceID:  hex.EncodeToString(s.TraceId),
+					SpanID:   hex.EncodeToString(s.SpanId),
+					ParentID: hex.EncodeToString(s.ParentSpanId),
+					Name:     s.Name,
+					Service:  res[AttrServiceName],
+					Instance: res[AttrServiceInstanceID],
+					Attrs:    map[string]string{},
+				}
+				for _, kv := range s.Attributes {
+					g.Attrs[kv.Key] = anyString(kv.Value)
+				}
+				r.spans = append(r.spans, g)
+			}
+		}
+	}
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// metricsReceiver gives receiver a second Export method for metrics.
+type metricsReceiver receiver
+
+func (m *metricsReceiver) Export(_ context.Context, req *collectormetrics.ExportMetricsServiceRequest) (*collectormetrics.ExportMetricsServiceResponse, error) {
+	r := (*receiver)(m)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rm := range req.ResourceMetrics {
+		for _, sm := range rm.ScopeMetrics {
+			for _, met := range sm.Metrics {
+				if g := met.GetGauge(); g != nil {
+					for _, dp := range g.DataPoints {
+						r.gauges[met.Name] = dp.GetAsDouble()
+					}
+				}
+				if s := met.GetSum(); s != nil {
+					for _, dp := range s.DataPoints {
+						r.gauges[met.Name] = float64(dp.GetAsInt()) + dp.GetAsDouble()
+					}
+				}
+			}
+		}
+	}
+	return &collectormetrics.ExportMetricsServiceResponse{}, nil
+}
+
+func (r *receiver) snapshot() []gotSpan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]gotSpan(nil), r.spans...)
+}
+
+func (r *receiver) gauge(name string) (float64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.gauges[name]
+	return v, ok
+}
+
+// checkFor polls f until it returns nil or wait passes (nats-server's habit).
+func checkFor(t testing.TB, wait, sleep time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(sleep)
+	}
+	t.Fatal(err)
+}
