@@ -135,6 +135,24 @@ func BenchmarkTokenizeAndPack(b *testing.B) {
 				data.Close()
 			}
 		})
+		// The same into a fresh cache directory: the production path.
+		b.Run(name+"/cache", func(b *testing.B) {
+			d := configs.Default().Dataset
+			d.Train, d.Format, d.Packing, d.MaxSeqLen = path, "instruction", true, 2048
+			b.SetBytes(fi.Size())
+			b.ResetTimer()
+			for i := range b.N {
+				root := filepath.Join(benchDir, "processed-"+strconv.Itoa(i))
+				data, err := Load(context.Background(), d, tok, Options{Seed: 1, CacheDir: root, TokenizerFingerprint: name})
+				if err != nil {
+					b.Fatal(err)
+				}
+				data.Close()
+				b.StopTimer()
+				os.RemoveAll(root)
+				b.StartTimer()
+			}
+		})
 		// The baseline: the same texts (prompt + output, in memory) encoded
 		// once each on GOMAXPROCS goroutines, nothing else.
 		b.Run(name+"/encode-only", func(b *testing.B) {

@@ -221,7 +221,7 @@ func (p *pipeline) file(ctx context.Context, path string) (*store, error) {
 		return st, err
 	}
 	if p.o.CacheDir == "" {
-		b := newMemBuilder()
+		b := newMemBuilder(fi.Size())
 		st, err := fill(b.add)
 		if err != nil {
 			return nil, err

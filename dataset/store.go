@@ -3,6 +3,7 @@ package dataset
 import (
 	"encoding/binary"
 	"runtime"
+	"slices"
 	"sync"
 )
 
@@ -57,11 +58,18 @@ type memBuilder struct {
 	tokens, offsets, rows []byte
 }
 
-func newMemBuilder() *memBuilder {
-	return &memBuilder{offsets: binary.LittleEndian.AppendUint64(nil, 0)}
+// newMemBuilder sizes the token buffer for a data file of fileBytes bytes:
+// a token stands for about four bytes of text and takes four bytes here, so
+// a buffer the size of the file rarely needs to grow (gzip excepted).
+func newMemBuilder(fileBytes int64) *memBuilder {
+	return &memBuilder{
+		tokens:  make([]byte, 0, min(max(fileBytes, 1<<16), 1<<32)),
+		offsets: binary.LittleEndian.AppendUint64(nil, 0),
+	}
 }
 
 func (b *memBuilder) add(ex built) error {
+	b.tokens = slices.Grow(b.tokens, 4*len(ex.toks))
 	for _, t := range ex.toks {
 		b.tokens = binary.LittleEndian.AppendUint32(b.tokens, t)
 	}
