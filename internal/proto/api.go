@@ -15,8 +15,8 @@ const (
 	// alive) and waits for workers to return, up to the coordinator's wait
 	// timeout; it then resumes from its last checkpoint.
 	StatusWaiting = "waiting"
-	// StatusPaused: stopped on request (single-node Ctrl-C) after a
-	// checkpoint; resumed by a new submission with resume set.
+	// StatusPaused: stopped after a checkpoint (single-node Ctrl-C);
+	// resumed by a SubmitRequest with ResumeJob set (herd train --resume).
 	StatusPaused = "paused"
 	// StatusCompleted: trained to the last step; Adapter holds the result.
 	StatusCompleted = "completed"
@@ -70,11 +70,6 @@ type StatusResult struct {
 
 // CancelRequest cancels a job.
 type CancelRequest struct {
-	Job string `json:"job"`
-}
-
-// PauseRequest pauses a running job: its workers checkpoint and stop.
-type PauseRequest struct {
 	Job string `json:"job"`
 }
 

@@ -19,8 +19,6 @@ const (
 	SubjectCancel = "herd.api.cancel"
 	// SubjectLogs takes a LogsRequest and returns a LogsResult.
 	SubjectLogs = "herd.api.logs"
-	// SubjectPause takes a PauseRequest and returns a JobInfo.
-	SubjectPause = "herd.api.pause"
 	// SubjectAddVoter takes an AddVoterRequest (a coordinator joining the
 	// raft cluster) and returns a ClusterInfo.
 	SubjectAddVoter = "herd.api.voter.add"

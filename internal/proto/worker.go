@@ -64,9 +64,14 @@ type HeartbeatResult struct {
 	// Unknown is set when the leader has no registration for the worker:
 	// it must register again.
 	Unknown bool `json:"unknown,omitempty"`
-	// Assignment is the worker's current job and group epoch; nil when
-	// idle.
+	// Assignment is the worker's current job and group epoch; nil when it
+	// is in no group.
 	Assignment *Assignment `json:"assignment,omitempty"`
+	// JobStatus is the status of the job the heartbeat named (Heartbeat.Job),
+	// "" when the coordinator has no such job: a worker keeps its loaded
+	// model while the job is active (it may be put back in a group) and
+	// frees it otherwise.
+	JobStatus string `json:"job_status,omitempty"`
 }
 
 // Assignment is a worker's place in a job: the group epoch, its rank and the
