@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/herdml/herd/configs"
 )
@@ -616,5 +617,36 @@ func TestLoadFormatsFromEveryReader(t *testing.T) {
 		} else if got != want {
 			t.Errorf("%s: %s, want %s", p, got, want)
 		}
+	}
+}
+
+// A build removes the temporary directories that crashed builds of the same
+// cache left more than an hour ago, and leaves recent ones (a build under way).
+func TestCacheRemovesStaleTemps(t *testing.T) {
+	env := newLoadEnv(t, tokOpts{})
+	path := writeJSONL(t, env.dir, "train.jsonl", textRows(5, func(i int) int { return 3 }))
+	root := filepath.Join(env.dir, "processed")
+	d := testDataset(func(d *configs.Dataset) { d.Train = path })
+	env.mustLoad(t, d, true, 1)
+	name := cacheEntries(t, root)[0]
+	old, fresh := filepath.Join(root, ".tmp-"+name+"-1"), filepath.Join(root, ".tmp-"+name+"-2")
+	for _, dir := range []string{old, fresh} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, cacheTokensFile), []byte("x"), 0o644)
+	}
+	then := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(filepath.Join(old, cacheTokensFile), then, then)
+	os.Chtimes(old, then, then)
+	os.RemoveAll(filepath.Join(root, name))
+	if data := env.mustLoad(t, d, true, 1); data.Files[0].Cached {
+		t.Fatal("not rebuilt")
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary directory kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("recent temporary directory removed: %v", err)
 	}
 }
