@@ -35,28 +35,28 @@ const (
 // fingerprintChunk is how much of each end of a data file is hashed.
 const fingerprintChunk = 1 << 20
 
-// FileFingerprint identifies a data file's contents cheaply: its size, its
+// fileFingerprint identifies a data file's contents cheaply: its size, its
 // modification time and the SHA-256 of its first and last MiB. A file edited
 // in place keeps its cache only if its size, time and both ends are unchanged.
-type FileFingerprint struct {
+type fileFingerprint struct {
 	Size    int64  `json:"size"`
 	ModTime int64  `json:"mtime_ns"`
 	Head    string `json:"head_sha256"`
 	Tail    string `json:"tail_sha256"`
 }
 
-// fingerprintFile computes the FileFingerprint of path.
-func fingerprintFile(path string) (FileFingerprint, error) {
+// fingerprintFile computes the fileFingerprint of path.
+func fingerprintFile(path string) (fileFingerprint, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return FileFingerprint{}, fmt.Errorf("dataset: %w", err)
+		return fileFingerprint{}, fmt.Errorf("dataset: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return FileFingerprint{}, fmt.Errorf("dataset: %w", err)
+		return fileFingerprint{}, fmt.Errorf("dataset: %w", err)
 	}
-	fp := FileFingerprint{Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}
+	fp := fileFingerprint{Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}
 	hash := func(off int64) (string, error) {
 		h := sha256.New()
 		if _, err := io.Copy(h, io.NewSectionReader(f, off, fingerprintChunk)); err != nil {
@@ -105,7 +105,7 @@ func TokenizerFingerprint(path string) (string, error) {
 // SHA-256 (of the JSON form) is the cache key.
 type cacheInputs struct {
 	Version       int             `json:"version"`
-	File          FileFingerprint `json:"file"`
+	File          fileFingerprint `json:"file"`
 	Tokenizer     string          `json:"tokenizer_sha256"`
 	Format        string          `json:"format"`
 	Fields        []string        `json:"fields"`
@@ -114,7 +114,7 @@ type cacheInputs struct {
 	Truncation    string          `json:"truncation"`
 }
 
-func newCacheInputs(fp FileFingerprint, tokFP string, d configs.Dataset) cacheInputs {
+func newCacheInputs(fp fileFingerprint, tokFP string, d configs.Dataset) cacheInputs {
 	in := cacheInputs{Version: cacheVersion, File: fp, Tokenizer: tokFP, Format: d.Format,
 		TrainOnPrompt: d.TrainOnPrompt, MaxSeqLen: d.MaxSeqLen, Truncation: d.Truncation}
 	switch d.Format {
