@@ -45,6 +45,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// Errors are printed once, by run.
 		ExitErrHandler:  func(*cli.Context, error) {},
 		HideHelpCommand: true,
+		Flags:           []cli.Flag{logFormatFlag},
 		Commands: []*cli.Command{
 			versionCommand(),
 			doctorCommand(),
@@ -52,6 +53,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			tokenizeCommand(),
 			modelCommand(),
 			benchCommand(),
+			coordCommand(),
+			submitCommand(),
+			statusCommand(),
+			jobsCommand(),
+			cancelCommand(),
+			logsCommand(),
 		},
 	}
 }

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/urfave/cli/v2"
+
+	"github.com/herdml/herd/configs"
+	"github.com/herdml/herd/internal/natsutil"
+	"github.com/herdml/herd/internal/proto"
+	"github.com/herdml/herd/model/hub"
+)
+
+var timeoutFlag = &cli.DurationFlag{Name: "timeout", Value: 15 * time.Second, Usage: "how long to wait for a coordinator to answer"}
+
+func dialCoord(url string) (*nats.Conn, error) {
+	nc, err := natsutil.Connect(url, natsutil.ConnectOptions{Name: "herd-cli", Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach a coordinator at %s: %v (is `herd coord start` running there? check --coord or HERD_COORD)", url, errors.Unwrap(err))
+	}
+	return nc, nil
+}
+
+func describeCallErr(url string, err error) string {
+	var pe *proto.Error
+	switch {
+	case errors.As(err, &pe):
+		return pe.Error()
+	case errors.Is(err, proto.ErrNoCoordinator):
+		return fmt.Sprintf("no coordinator leader answered at %s (%v); is a majority of the coordinators running?", url, err)
+	}
+	return err.Error()
+}
+
+func submitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "submit",
+		Usage:     "submit a training job to the cluster; prints the job id",
+		ArgsUsage: "CONFIG",
+		Description: "Relative paths in the config (model.path, dataset files, output_dir) are made absolute here: " +
+			"the workers must see them under the same paths (a shared file system).",
+		Flags: []cli.Flag{coordFlag, tokenFlag, setFlag, timeoutFlag,
+			&cli.BoolFlag{Name: "skip-path-check", Usage: "do not check here that the model and data files exist (when only the workers see them)"}},
+		Action: func(c *cli.Context) error {
+			path, err := oneArg(c, "CONFIG")
+			if err != nil {
+				return err
+			}
+			cfg, err := configs.Load(path, c.StringSlice("set"))
+			if err != nil {
+				return configProblems(c, err)
+			}
+			if err := absPaths(cfg, !c.Bool("skip-path-check")); err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			yaml, err := cfg.YAML()
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			var res proto.SubmitResult
+			if err := apiCall(c, proto.SubjectSubmit, proto.SubmitRequest{ConfigYAML: string(yaml), Name: cfg.RunName}, &res); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, res.Job.ID)
+			return nil
+		},
+	}
+}
+
+// absPaths makes the config's file paths absolute and, with check, makes
+// sure the model and data exist.
+func absPaths(cfg *configs.Config, check bool) error {
+	abs := func(p *string) error {
+		if *p == "" || filepath.IsAbs(*p) {
+			return nil
+		}
+		a, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = a
+		return nil
+	}
+	if isLocalModel(cfg.Model.Path) {
+		if err := abs(&cfg.Model.Path); err != nil {
+			return err
+		}
+	}
+	for _, p := range []*string{&cfg.Dataset.Train, &cfg.Dataset.Eval, &cfg.Scoring.Data, &cfg.OutputDir} {
+		if err := abs(p); err != nil {
+			return err
+		}
+	}
+	if !check {
+		return nil
+	}
+	if _, err := hub.Resolve(cfg.Model.Path, cfg.Model.Revision); err != nil && isLocalModel(cfg.Model.Path) {
+		return fmt.Errorf("model.path: %v (make a tiny one with `herd model init-tiny --out DIR`, or fetch one with `herd model pull ORG/NAME`)", err)
+	}
+	for name, p := range map[string]string{"dataset.train": cfg.Dataset.Train, "dataset.eval": cfg.Dataset.Eval} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%s: %v", name, err)
+		}
+	}
+	return nil
+}
+
+// isLocalModel says whether model.path names a directory rather than a hub
+// id (ORG/NAME).
+func isLocalModel(p string) bool {
+	if _, err := os.Stat(p); err == nil {
+		return true
+	}
+	return !hub.ValidRepoID(p) || strings.HasPrefix(p, ".") || strings.HasPrefix(p, "/")
+}
+
+func jobsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "jobs",
+		Usage: "list the cluster's jobs",
+		Flags: []cli.Flag{coordFlag, tokenFlag, timeoutFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(c *cli.Context) error {
+			var res proto.JobsResult
+			if err := apiCall(c, proto.SubjectJobs, proto.JobsRequest{}, &res); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, res.Jobs)
+			}
+			printJobTable(c.App.Writer, res.Jobs)
+			return nil
+		},
+	}
+}
+
+func printJobTable(w io.Writer, jobs []proto.JobInfo) {
+	if len(jobs) == 0 {
+		fmt.Fprintln(w, "no jobs")
+		return
+	}
+	fmt.Fprintf(w, "%-10s %-20s %-10s %-11s %-8s %-6s %s\n", "JOB", "NAME", "STATUS", "STEP", "LOSS", "WORLD", "SUBMITTED")
+	for _, j := range jobs {
+		fmt.Fprintf(w, "%-10s %-20s %-10s %-11s %-8.4f %-6d %s\n", j.ID, j.Name, j.Status, fmt.Sprintf("%d/%d", j.Step, j.TotalSteps),
+			j.Loss, len(j.Members), j.SubmittedAt.Local().Format("2006-01-02 15:04:05"))
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show a job, or the whole cluster (coordinators, workers, jobs)",
+		ArgsUsage: "[JOB]",
+		Flags:     []cli.Flag{coordFlag, tokenFlag, timeoutFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return cli.Exit("status expects at most one argument, JOB", 2)
+			}
+			var res proto.StatusResult
+			if err := apiCall(c, proto.SubjectStatus, proto.StatusRequest{Job: c.Args().First()}, &res); err != nil {
+				return err
+			}
+			w := c.App.Writer
+			if c.Bool("json") {
+				if res.Job != nil {
+					res.Job.ConfigYAML = ""
+					return printJSON(w, res.Job)
+				}
+				return printJSON(w, res.Cluster)
+			}
+			if j := res.Job; j != nil {
+				printJob(w, j)
+				return nil
+			}
+			ci := res.Cluster
+			fmt.Fprintf(w, "coordinators (leader %s):\n", ci.Leader)
+			for _, s := range ci.Servers {
+				fmt.Fprintf(w, "  %s %s\n", s.ID, s.RaftAddr)
+			}
+			fmt.Fprintf(w, "workers (%d):\n", len(ci.Workers))
+			for _, wk := range ci.Workers {
+				health := "alive"
+				if !wk.Alive {
+					health = "lost"
+				}
+				if !wk.ExcludedUntil.IsZero() {
+					health += ", cool-down until " + wk.ExcludedUntil.Local().Format("15:04:05")
+				}
+				fmt.Fprintf(w, "  %-16s %-8s %-10s %-9s job=%s step=%d failures=%d %s\n", wk.ID, wk.Device, health, wk.State, orDash(wk.Job), wk.Step, wk.Failures, wk.Host)
+			}
+			fmt.Fprintln(w, "jobs:")
+			printJobTable(w, ci.Jobs)
+			return nil
+		},
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printJob(w io.Writer, j *proto.JobInfo) {
+	fmt.Fprintf(w, "job %s (%s): %s\n", j.ID, j.Name, j.Status)
+	if j.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", j.Error)
+	}
+	fmt.Fprintf(w, "  step %d/%d, loss %.4f, %.0f tokens/s, %.0f ms/step\n", j.Step, j.TotalSteps, j.Loss, j.TokensPerSec, j.StepMs)
+	fmt.Fprintf(w, "  group epoch %d, world %d [%s], restarts %d, global batch %d\n", j.Epoch, len(j.Members), strings.Join(j.Members, " "), j.Restarts, j.GlobalBatch)
+	for _, cp := range j.Checkpoints {
+		fmt.Fprintf(w, "  checkpoint step %d: %s\n", cp.Step, cp.Path)
+	}
+	if j.Adapter != "" {
+		fmt.Fprintf(w, "  adapter: %s\n", j.Adapter)
+	}
+	fmt.Fprintf(w, "  output: %s\n", j.OutputDir)
+}
+
+func cancelCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "cancel",
+		Usage:     "cancel a job",
+		ArgsUsage: "JOB",
+		Flags:     []cli.Flag{coordFlag, tokenFlag, timeoutFlag},
+		Action: func(c *cli.Context) error {
+			id, err := oneArg(c, "JOB")
+			if err != nil {
+				return err
+			}
+			var j proto.JobInfo
+			if err := apiCall(c, proto.SubjectCancel, proto.CancelRequest{Job: id}, &j); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s %s\n", j.ID, j.Status)
+			return nil
+		},
+	}
+}
+
+func logsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "logs",
+		Usage:     "print a job's log: events and per-step statistics",
+		ArgsUsage: "JOB",
+		Flags: []cli.Flag{coordFlag, tokenFlag, timeoutFlag,
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the job ends"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per entry"}},
+		Action: func(c *cli.Context) error {
+			id, err := oneArg(c, "JOB")
+			if err != nil {
+				return err
+			}
+			var after uint64
+			for {
+				var res proto.LogsResult
+				if err := apiCall(c, proto.SubjectLogs, proto.LogsRequest{Job: id, After: after}, &res); err != nil {
+					return err
+				}
+				for _, e := range res.Entries {
+					after = e.Seq
+					if c.Bool("json") {
+						b, _ := json.Marshal(e)
+						fmt.Fprintln(c.App.Writer, string(b))
+						continue
+					}
+					fmt.Fprintln(c.App.Writer, formatLog(e))
+				}
+				if len(res.Entries) > 0 {
+					continue // there may be more
+				}
+				if !c.Bool("follow") || proto.Terminal(res.Status) {
+					return nil
+				}
+				select {
+				case <-c.Context.Done():
+					return nil
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		},
+	}
+}
+
+func formatLog(e proto.LogEntry) string {
+	ts := e.Time.Local().Format("15:04:05.000")
+	if s := e.Step; s != nil {
+		return fmt.Sprintf("%s step %d/%d loss %.4f lr %.3g grad_norm %.3g tokens %d world %d %.0f ms (all-reduce %.1f ms) %.0f tok/s",
+			ts, s.Step, s.TotalSteps, s.Loss, s.LR, s.GradNorm, s.Tokens, s.World, s.StepMs, s.AllReduceMs, s.TokensPerSec)
+	}
+	return fmt.Sprintf("%s %s", ts, e.Message)
+}
