@@ -53,7 +53,7 @@ var durationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 // Metrics holds herd's instruments, created once per meter; record through
 // Train and Score. Safe for concurrent use.
 type Metrics struct {
-	loss, lr, gradNorm, tokensPerSec, busBW, evalLoss, scoreRowsPerSec metric.Float64Gauge
+	loss, lr, gradNorm, tokensPerSec, busBW, evalLoss, scoreRowsPerSec      metric.Float64Gauge
 	steps, tokens, allReduceBytes, checkpointBytes, scoreRows, scoreBatches metric.Int64Counter
 	stepDur, computeDur, allReduceDur, checkpointDur, scoreBatchDur         metric.Float64Histogram
 	workers                                                                 metric.Int64Gauge

@@ -95,14 +95,14 @@ func (p *Progress) Step(s Step) {
 	}
 	now := p.now()
 	if p.firstAt.IsZero() {
-		p.firstAt, p.firstUnit = now, s.Step-1
+		p.firstAt, p.firstUnit = now, s.Step
 	}
 	p.losses = append(p.losses, s.Loss)
 	if len(p.losses) > SparkWidth {
 		p.losses = p.losses[len(p.losses)-SparkWidth:]
 	}
 	last := s.TotalSteps > 0 && s.Step >= s.TotalSteps
-	eta := p.eta(now, s.Step, s.TotalSteps)
+	eta := p.eta(now, s.Step, s.TotalSteps, s.StepSeconds)
 	if p.terminal {
 		p.draw(now, last, p.stepLine(s, eta, true))
 	} else {
@@ -122,7 +122,11 @@ func (p *Progress) Score(r ScoreRow) {
 		p.firstAt, p.firstUnit = now, r.RowsDone
 	}
 	last := r.RowsTotal > 0 && r.RowsDone >= r.RowsTotal
-	eta := p.eta(now, r.RowsDone, r.RowsTotal)
+	perRow := 0.0
+	if r.RowsPerSec > 0 {
+		perRow = 1 / r.RowsPerSec
+	}
+	eta := p.eta(now, r.RowsDone, r.RowsTotal, perRow)
 	var b strings.Builder
 	fmt.Fprintf(&b, "score %s/%s rows", strconv.FormatInt(r.RowsDone, 10), strconv.FormatInt(r.RowsTotal, 10))
 	if r.RowsTotal > 0 {
@@ -231,8 +235,9 @@ func (p *Progress) stepLine(s Step, eta time.Duration, fancy bool) string {
 	return b.String()
 }
 
-// eta extrapolates the rate since the first update; -1 when unknown.
-func (p *Progress) eta(now time.Time, done, total int64) time.Duration {
+// eta extrapolates the rate since the first update, or before a second
+// update the caller's seconds per unit; -1 when unknown.
+func (p *Progress) eta(now time.Time, done, total int64, perUnit float64) time.Duration {
 	if total <= 0 {
 		return -1
 	}
@@ -242,6 +247,9 @@ func (p *Progress) eta(now time.Time, done, total int64) time.Duration {
 	el := now.Sub(p.firstAt)
 	n := done - p.firstUnit
 	if n <= 0 || el <= 0 {
+		if perUnit > 0 {
+			return time.Duration(perUnit * float64(total-done) * float64(time.Second))
+		}
 		return -1
 	}
 	return time.Duration(float64(el) / float64(n) * float64(total-done))
