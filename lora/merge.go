@@ -10,6 +10,7 @@ import (
 	"github.com/herdml/herd/internal/fsutil"
 	"github.com/herdml/herd/internal/safetensors"
 	"github.com/herdml/herd/internal/torch"
+	"github.com/herdml/herd/model"
 )
 
 // Merge writes a copy of the Hugging Face model in baseDir to outDir with
@@ -75,7 +76,7 @@ func Merge(baseDir, adapterDir, outDir string) error {
 }
 
 func mergeOne(info safetensors.Info, raw []byte, ad *safetensors.File, aKey, bKey string, scaling float64) ([]byte, error) {
-	dt, err := torchDTypeOf(info.DType)
+	dt, err := model.TorchDType(info.DType)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +98,7 @@ func mergeOne(info safetensors.Info, raw []byte, ad *safetensors.File, aKey, bKe
 		if s.Err() != nil {
 			return nil
 		}
-		dt, err := torchDTypeOf(d)
+		dt, err := model.TorchDType(d)
 		if err != nil {
 			s.Fail(err)
 			return nil
@@ -114,18 +115,6 @@ func mergeOne(info safetensors.Info, raw []byte, ad *safetensors.File, aKey, bKe
 		return nil, err
 	}
 	return merged.Bytes()
-}
-
-func torchDTypeOf(d safetensors.DType) (torch.DType, error) {
-	switch d {
-	case safetensors.F32:
-		return torch.Float32, nil
-	case safetensors.BF16:
-		return torch.BFloat16, nil
-	case safetensors.F16:
-		return torch.Float16, nil
-	}
-	return 0, fmt.Errorf("dtype %s cannot be merged", d)
 }
 
 // copyModelFiles copies config and tokenizer files next to merged weights.

@@ -182,7 +182,7 @@ func (l *loader) get(name string, shape ...int64) *torch.Tensor {
 		l.err = &ShapeError{Tensor: name, Expected: shape, Found: info.Shape}
 		return nil
 	}
-	dt, err := torchDType(info.DType)
+	dt, err := TorchDType(info.DType)
 	if err != nil {
 		l.err = fmt.Errorf("tensor %s: %w", name, err)
 		return nil
@@ -203,8 +203,8 @@ func (l *loader) get(name string, shape ...int64) *torch.Tensor {
 	return out
 }
 
-// torchDType maps a safetensors dtype to libtorch's.
-func torchDType(d safetensors.DType) (torch.DType, error) {
+// TorchDType maps a safetensors weight dtype to libtorch's.
+func TorchDType(d safetensors.DType) (torch.DType, error) {
 	switch d {
 	case safetensors.F32:
 		return torch.Float32, nil

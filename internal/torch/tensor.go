@@ -157,31 +157,44 @@ func (d DType) Size() int {
 // Bytes copies t's elements to Go as little-endian row-major bytes of t's
 // dtype, moving it to the CPU first when needed.
 func (t *Tensor) Bytes() ([]byte, error) {
+	size := t.DType().Size()
+	if size == 0 {
+		return nil, fmt.Errorf("torch: no byte size for %v", t.DType())
+	}
+	var out []byte
+	err := t.copyOut(t.DType(), func(n int64) unsafe.Pointer {
+		out = make([]byte, n*int64(size))
+		if n == 0 {
+			return nil
+		}
+		return unsafe.Pointer(&out[0])
+	})
+	return out, err
+}
+
+// copyOut copies t, converted to dtype dt on the CPU and made contiguous,
+// into the Go memory alloc returns for its element count (nil for none).
+func (t *Tensor) copyOut(dt DType, alloc func(n int64) unsafe.Pointer) error {
 	src := t
-	if t.Device() != CPU {
-		c, err := t.To(CPU, t.DType())
+	if t.DType() != dt || t.Device() != CPU {
+		c, err := t.To(CPU, dt)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		defer c.Free()
 		src = c
 	}
 	cont, err := wrap(func(out *lib.Ctensor) { lib.AtgContiguous(out, src.c) })
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer cont.Free()
-	size := t.DType().Size()
-	if size == 0 {
-		return nil, fmt.Errorf("torch: no byte size for %v", t.DType())
-	}
 	n := numel(cont.Shape())
-	out := make([]byte, n*int64(size))
-	if n == 0 {
-		return out, nil
+	p := alloc(n)
+	if p == nil {
+		return nil
 	}
-	err = call(func() { lib.AtCopyData(cont.c, unsafe.Pointer(&out[0]), uint(n), uint(size)) })
-	return out, err
+	return call(func() { lib.AtCopyData(cont.c, p, uint(n), uint(dt.Size())) })
 }
 
 func fromSlice(p unsafe.Pointer, n int, elt uint, dt DType, shape []int64) (*Tensor, error) {
@@ -225,25 +238,14 @@ func (t *Tensor) Device() Device { return Device(lib.AtDevice(t.c) + 1) }
 // Float32s copies t's values to Go, converting to float32 on the CPU first
 // when needed.
 func (t *Tensor) Float32s() ([]float32, error) {
-	src := t
-	if t.DType() != Float32 || t.Device() != CPU {
-		c, err := t.To(CPU, Float32)
-		if err != nil {
-			return nil, err
+	var out []float32
+	err := t.copyOut(Float32, func(n int64) unsafe.Pointer {
+		out = make([]float32, n)
+		if n == 0 {
+			return nil
 		}
-		defer c.Free()
-		src = c
-	}
-	cont, err := wrap(func(out *lib.Ctensor) { lib.AtgContiguous(out, src.c) })
-	if err != nil {
-		return nil, err
-	}
-	defer cont.Free()
-	out := make([]float32, numel(cont.Shape()))
-	if len(out) == 0 {
-		return out, nil
-	}
-	err = call(func() { lib.AtCopyData(cont.c, unsafe.Pointer(&out[0]), uint(len(out)), 4) })
+		return unsafe.Pointer(&out[0])
+	})
 	return out, err
 }
 
