@@ -35,7 +35,7 @@ func BenchmarkEncode(b *testing.B) {
 		n += len(t)
 	}
 	for _, name := range []string{"llama3", "qwen3", "llama2", "bert-base-uncased"} {
-		tok, err := Load(paths[name])
+		tok, err := loadShared(paths[name])
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestEncodeThroughput(t *testing.T) {
 		return
 	}
 	dir := ensureOracle(t)
-	tok, err := Load(oraclePaths(t, dir)[name])
+	tok, err := loadShared(oraclePaths(t, dir)[name])
 	if err != nil {
 		t.Fatal(err)
 	}

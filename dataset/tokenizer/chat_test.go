@@ -86,7 +86,7 @@ func TestChatTemplatesOfRealModels(t *testing.T) {
 		{"gemma3", []Message{{"user", "a"}, {"user", "b"}}, true, "", "Conversation roles must alternate"},
 		{"deepseek_v3", conversation, true, "<｜begin▁of▁sentence｜>Be brief.<｜User｜> Hi there <｜Assistant｜>Hello!<｜end▁of▁sentence｜><｜User｜>Bye<｜Assistant｜>", ""},
 	} {
-		tok, err := Load(paths[tc.name])
+		tok, err := loadShared(paths[tc.name])
 		if err != nil {
 			t.Fatal(err)
 		}

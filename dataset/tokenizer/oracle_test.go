@@ -22,7 +22,30 @@ import (
 
 // oracleLoad loads the implementation under test; the hftokenizers build
 // swaps in the Rust-backed one.
-var oracleLoad = func(path string) (Encoder, error) { return Load(path) }
+var oracleLoad = func(path string) (Encoder, error) { return loadShared(path) }
+
+// loadShared loads each oracle tokenizer once per test binary: the large
+// ones take seconds under the race detector, and several tests use them.
+func loadShared(path string) (*Tokenizer, error) {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if e, ok := shared[path]; ok {
+		return e.tok, e.err
+	}
+	tok, err := Load(path)
+	shared[path] = sharedEntry{tok, err}
+	return tok, err
+}
+
+type sharedEntry struct {
+	tok *Tokenizer
+	err error
+}
+
+var (
+	sharedMu sync.Mutex
+	shared   = map[string]sharedEntry{}
+)
 
 // oracleLimit names a limit of the implementation under test that makes a
 // corpus line untestable ("" if none); only the hftokenizers backend has one.

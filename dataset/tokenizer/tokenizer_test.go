@@ -116,7 +116,7 @@ func TestEncodeBatch(t *testing.T) {
 func TestReadSpecialMatchesLoad(t *testing.T) {
 	dir := ensureOracle(t)
 	for name, path := range oraclePaths(t, dir) {
-		tok, err := Load(path)
+		tok, err := loadShared(path)
 		if err != nil {
 			t.Fatal(err)
 		}

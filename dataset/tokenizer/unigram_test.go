@@ -113,7 +113,7 @@ func latticeViterbi(m *unigramModel, word string) []int32 {
 // ones marked js_differs: ties broken by rounding.
 func TestUnigramReferenceIsLatticeViterbi(t *testing.T) {
 	dir := ensureOracle(t)
-	tok, err := Load(oraclePaths(t, dir)["unigram-llama2"])
+	tok, err := loadShared(oraclePaths(t, dir)["unigram-llama2"])
 	if err != nil {
 		t.Fatal(err)
 	}
