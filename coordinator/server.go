@@ -322,11 +322,13 @@ func (s *Server) apply(t MessageType, cmd any) (any, error) {
 	return f.Response(), nil
 }
 
-// slogWriter turns hclog's lines into slog warnings.
+// slogWriter turns hclog's lines (raft's warnings and errors) into slog
+// records at info level: elections and lost contact are routine in a
+// cluster's life; herd logs what they mean for jobs itself.
 type slogWriter struct{ l *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn(strings.TrimSpace(string(p)), "component", "raft")
+	w.l.Info(strings.TrimSpace(string(p)), "component", "raft")
 	return len(p), nil
 }
 
