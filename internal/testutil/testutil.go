@@ -110,4 +110,3 @@ func Context(t testing.TB, d time.Duration) context.Context {
 
 // Addr formats a loopback host:port.
 func Addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
-
