@@ -217,17 +217,19 @@ func (t *Tokenizer) buildVocab(vocab map[string]int32, added []addedToken) {
 	}
 	t.idToToken = make([]string, maxID+1)
 	t.known = make([]bool, maxID+1)
-	t.tokenToID = make(map[string]int, len(vocab)+len(added))
+	// The model's own map serves TokenToID; only added tokens get a map of
+	// their own (the vocabularies are large).
+	t.vocab = vocab
+	t.addedIDs = make(map[string]int, len(added))
 	for tok, id := range vocab {
 		if id >= 0 {
 			t.idToToken[id], t.known[id] = tok, true
-			t.tokenToID[tok] = int(id)
 		}
 	}
 	t.special = make([]bool, maxID+1)
 	for _, a := range added {
 		t.idToToken[a.ID], t.known[a.ID] = a.Content, true
-		t.tokenToID[a.Content] = a.ID
+		t.addedIDs[a.Content] = a.ID
 		t.special[a.ID] = a.Special
 	}
 }

@@ -42,9 +42,10 @@ type Tokenizer struct {
 	added      *addedVocab
 
 	idToToken []string
-	known     []bool // idToToken[i] is a real token
-	special   []bool // id is a special added token
-	tokenToID map[string]int
+	known     []bool           // idToToken[i] is a real token
+	special   []bool           // id is a special added token
+	vocab     map[string]int32 // the model's vocabulary
+	addedIDs  map[string]int   // added tokens, which take precedence
 
 	specialTokens SpecialTokens
 	chatTemplates map[string]string
@@ -172,8 +173,11 @@ func (t *Tokenizer) Decode(ids []int, skipSpecial bool) (string, error) {
 // TokenToID returns the id of a token (added tokens first, then the model
 // vocabulary).
 func (t *Tokenizer) TokenToID(tok string) (int, bool) {
-	id, ok := t.tokenToID[tok]
-	return id, ok
+	if id, ok := t.addedIDs[tok]; ok {
+		return id, true
+	}
+	id, ok := t.vocab[tok]
+	return int(id), ok
 }
 
 // IDToToken returns the token of an id.
