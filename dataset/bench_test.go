@@ -153,6 +153,26 @@ func BenchmarkTokenizeAndPack(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+		// Loading it again from that cache.
+		b.Run(name+"/cached", func(b *testing.B) {
+			d := configs.Default().Dataset
+			d.Train, d.Format, d.Packing, d.MaxSeqLen = path, "instruction", true, 2048
+			o := Options{Seed: 1, CacheDir: filepath.Join(benchDir, "processed"), TokenizerFingerprint: name}
+			data, err := Load(context.Background(), d, tok, o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			data.Close()
+			b.SetBytes(fi.Size())
+			b.ResetTimer()
+			for range b.N {
+				data, err := Load(context.Background(), d, tok, o)
+				if err != nil || !data.Files[0].Cached {
+					b.Fatal(err)
+				}
+				data.Close()
+			}
+		})
 		// The baseline: the same texts (prompt + output, in memory) encoded
 		// once each on GOMAXPROCS goroutines, nothing else.
 		b.Run(name+"/encode-only", func(b *testing.B) {
