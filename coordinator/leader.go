@@ -165,14 +165,14 @@ func (l *leader) alive(id string, now time.Time, member bool) bool {
 	if interval <= 0 {
 		interval = l.s.cfg.Heartbeat
 	}
-	return now.Sub(lv.last) <= proto.LivenessIntervals*interval+l.s.cfg.Tick
+	return now.Sub(lv.last) <= proto.LivenessIntervals*interval+proto.LivenessSlack
 }
 
 func (l *leader) grace() time.Duration {
-	g := proto.LivenessIntervals * l.s.cfg.Heartbeat
+	g := proto.LivenessIntervals*l.s.cfg.Heartbeat + proto.LivenessSlack
 	for _, j := range l.s.fsm.State().Jobs {
 		if j.Active() {
-			g = max(g, proto.LivenessIntervals*time.Duration(j.HeartbeatMs)*time.Millisecond)
+			g = max(g, proto.LivenessIntervals*time.Duration(j.HeartbeatMs)*time.Millisecond+proto.LivenessSlack)
 		}
 	}
 	return g

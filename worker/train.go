@@ -278,6 +278,9 @@ func (j *job) sync(ctx context.Context, m *collective.Member, a *proto.Assignmen
 func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignment) error {
 	w := j.w
 	start := time.Now()
+	if w.cfg.StepDelay > 0 {
+		time.Sleep(w.cfg.StepDelay)
+	}
 	k := j.eng.Step()
 	pos := j.plan.At(k)
 	shard := j.plan.Shard(pos.Epoch, pos.Step, a.Rank, a.World)

@@ -50,6 +50,8 @@ type Config struct {
 	// an error (once) when taking step FailAtStep, or the process SIGKILLs
 	// itself before step KillAtStep's all-reduce. 0 is off.
 	FailAtStep, KillAtStep int
+	// StepDelay slows every step down (tests that must act between steps).
+	StepDelay time.Duration
 	// Logger receives the worker's log; nil discards it.
 	Logger *slog.Logger
 }

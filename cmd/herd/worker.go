@@ -39,8 +39,10 @@ func workerCommand() *cli.Command {
 	}
 }
 
-// testFault reads a fault-injection variable (tests only): the step at
-// which to fail, 0 when unset.
+// testFault reads a fault-injection variable (tests only, undocumented for
+// users): HERD_TEST_FAIL_AT_STEP (the engine returns an error at that
+// step, once), HERD_TEST_KILL_AT_STEP (the process SIGKILLs itself at that
+// step), HERD_TEST_STEP_DELAY_MS (sleep before every step). 0 when unset.
 func testFault(name string) int {
 	n, _ := strconv.Atoi(os.Getenv(name))
 	return n
@@ -100,7 +102,8 @@ func workerJoin(c *cli.Context) error {
 			ID: wid, Device: dev, URL: c.String("coord"), Token: c.String("token"),
 			NewEngine: torchengine.New, LoadData: worker.LoadDataset(c.String("cache-dir")),
 			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP"),
-			Logger: log,
+			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond,
+			Logger:    log,
 		})
 		if err != nil {
 			return cli.Exit(err.Error(), 1)

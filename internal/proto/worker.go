@@ -3,6 +3,7 @@ package proto
 import (
 	"fmt"
 	"regexp"
+	"time"
 )
 
 // Worker states, as a worker reports them in its heartbeats.
@@ -55,9 +56,14 @@ type Heartbeat struct {
 	Error string `json:"error,omitempty"`
 }
 
-// LivenessIntervals is how many heartbeat intervals of silence make the
-// leader declare a worker dead.
-const LivenessIntervals = 3
+// LivenessIntervals and LivenessSlack: the leader declares a worker dead
+// after LivenessIntervals heartbeat intervals plus LivenessSlack of silence
+// (the slack covers a process busy loading libtorch and a model on a loaded
+// machine).
+const (
+	LivenessIntervals = 3
+	LivenessSlack     = time.Second
+)
 
 // HeartbeatResult answers a heartbeat.
 type HeartbeatResult struct {

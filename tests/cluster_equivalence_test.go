@@ -1,0 +1,63 @@
+package tests
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/herdml/herd/internal/proto"
+)
+
+// equivTolerance bounds the element-wise difference between adapters
+// trained with different world sizes: the sums of the same gradients in
+// another order, in fp32.
+const equivTolerance = 1e-5
+
+// runJob trains cfg on a fresh one-coordinator cluster with `workers`
+// worker processes and returns the final adapter directory.
+func runJob(t *testing.T, cfg string, workers int, sets ...string) (proto.JobInfo, string) {
+	t.Helper()
+	c := startCluster(t, 1)
+	for i := range workers {
+		c.worker(fmt.Sprintf("w%d", i))
+	}
+	sets = append(sets, fmt.Sprintf("cluster.workers=%d", workers))
+	id := c.submit(cfg, sets...)
+	j := c.waitJob(id, 60*time.Second, func(j proto.JobInfo) bool { return j.Status == proto.StatusCompleted })
+	if len(j.Members) != workers || j.Restarts != 0 {
+		t.Fatalf("job %+v", j)
+	}
+	return j, j.Adapter
+}
+
+// TestClusterDataParallelEquivalence trains the same config with 1, 2 and 3
+// worker processes, with gradient accumulation (micro-batches of 2 in a
+// global batch of 12) and without (one micro-batch per worker), and checks
+// that every run ends with the same adapter within fp32 tolerance.
+func TestClusterDataParallelEquivalence(t *testing.T) {
+	const steps, global = 6, 12
+	var ref map[string][]float32
+	for _, tc := range []struct {
+		workers, micro int
+	}{{1, 2}, {2, 2}, {3, 2}, {1, 12}, {2, 6}, {3, 4}} {
+		t.Run(fmt.Sprintf("workers=%d,micro=%d", tc.workers, tc.micro), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			cfg := writeConfig(t, out, steps, tc.micro, global, "")
+			j, adapter := runJob(t, cfg, tc.workers)
+			if j.Step != steps || j.GlobalBatch != global {
+				t.Fatalf("job %+v", j)
+			}
+			got := readAdapter(t, adapter)
+			if ref == nil {
+				ref = got
+				return
+			}
+			d := maxDiff(t, ref, got)
+			t.Logf("max |adapter - 1-worker adapter| = %.3g", d)
+			if d > equivTolerance {
+				t.Fatalf("adapter differs from the 1-worker run by %g (tolerance %g)", d, equivTolerance)
+			}
+		})
+	}
+}
