@@ -571,6 +571,15 @@ func TestDeployKubernetes(t *testing.T) {
 		}
 	}
 	checkHerdUses(t, uses)
+
+	// kubectl renders the kustomization offline, when it is installed.
+	if kubectl, err := exec.LookPath("kubectl"); err == nil {
+		if out, err := exec.Command(kubectl, "kustomize", filepath.Join(deployDir, "kubernetes")).CombinedOutput(); err != nil {
+			t.Errorf("kubectl kustomize: %v\n%s", err, out)
+		}
+	} else {
+		t.Log("no kubectl here: kustomize rendering not checked")
+	}
 }
 
 // ---- docker compose ----
@@ -649,6 +658,19 @@ func TestDeployCompose(t *testing.T) {
 				uses = append(uses, hu)
 			}
 		}
+	}
+	// docker-compose (v1, Debian's package) validates the file offline.
+	if dc, err := exec.LookPath("docker-compose"); err == nil {
+		dir := t.TempDir()
+		b, _ := os.ReadFile(path)
+		env, _ := os.ReadFile(filepath.Join(filepath.Dir(path), "herd.env.example"))
+		os.WriteFile(filepath.Join(dir, "docker-compose.yml"), b, 0o644)
+		os.WriteFile(filepath.Join(dir, "herd.env"), env, 0o644)
+		if out, err := exec.Command(dc, "-p", "herd", "-f", filepath.Join(dir, "docker-compose.yml"), "config", "-q").CombinedOutput(); err != nil {
+			t.Errorf("docker-compose config: %v\n%s", err, out)
+		}
+	} else {
+		t.Log("no docker-compose here: compose schema not checked")
 	}
 	if coords != 3 || workers != 2 || bootstraps != 1 {
 		t.Errorf("compose has %d coordinators (%d bootstrapping) and %d workers, want 3 (1) and 2", coords, bootstraps, workers)
@@ -896,4 +918,30 @@ func TestDeploySystemd(t *testing.T) {
 		uses = append(uses, hu)
 	}
 	checkHerdUses(t, uses)
+
+	// systemd-analyze verify, when it is installed, on copies whose
+	// ExecStart points at the binary under test (verify checks it exists).
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Log("no systemd-analyze here: units not verified by systemd")
+		return
+	}
+	tmp := t.TempDir()
+	var units []string
+	for _, name := range []string{"herd-coord.service", "herd-worker.service"} {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		p := filepath.Join(tmp, name)
+		os.WriteFile(p, bytes.ReplaceAll(b, []byte("/usr/local/bin/herd"), []byte(herdBin)), 0o644)
+		units = append(units, p)
+	}
+	out, err := exec.Command(sa, append([]string{"verify", "--man=no"}, units...)...).CombinedOutput()
+	var problems []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, ".service") {
+			problems = append(problems, line)
+		}
+	}
+	if err != nil || len(problems) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, strings.Join(problems, "\n"))
+	}
 }
