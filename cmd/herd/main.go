@@ -45,6 +45,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// Errors are printed once, by run.
 		ExitErrHandler:  func(*cli.Context, error) {},
 		HideHelpCommand: true,
+		// --set lora.target_modules=[q_proj,v_proj] must stay one value.
+		DisableSliceFlagSeparator: true,
 		Flags:           []cli.Flag{logFormatFlag},
 		Commands: []*cli.Command{
 			versionCommand(),
@@ -61,6 +63,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			logsCommand(),
 			workerCommand(),
 			trainCommand(),
+			scoreCommand(),
 		},
 	}
 }

@@ -1,0 +1,67 @@
+package tests
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestScoreTinyModel is DESIGN.md's contract for `herd score` on an
+// init-tiny model: predictions.jsonl in input order with id, loss and
+// n_tokens, and metrics.json.
+func TestScoreTinyModel(t *testing.T) {
+	modelDir, dataDir := initTiny(t)
+	out := filepath.Join(t.TempDir(), "scores")
+	data := filepath.Join(dataDir, "eval.jsonl")
+	r := herd(t, nil, "score", "--model", modelDir, "--data", data, "--out", out)
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	var ids []string
+	in, err := os.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var row struct{ ID string }
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, row.ID)
+	}
+	f, err := os.Open(filepath.Join(out, "predictions.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ps := bufio.NewScanner(f)
+	i := 0
+	for ; ps.Scan(); i++ {
+		var p struct {
+			ID      string   `json:"id"`
+			Loss    *float64 `json:"loss"`
+			NTokens int      `json:"n_tokens"`
+		}
+		if err := json.Unmarshal(ps.Bytes(), &p); err != nil {
+			t.Fatal(err)
+		}
+		if i >= len(ids) || p.ID != ids[i] || p.Loss == nil || *p.Loss <= 0 || p.NTokens <= 0 {
+			t.Fatalf("prediction %d: %s", i, ps.Text())
+		}
+	}
+	if i != len(ids) {
+		t.Fatalf("%d predictions for %d rows", i, len(ids))
+	}
+	var m struct {
+		Metrics map[string]float64 `json:"metrics"`
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "metrics.json"))
+	if err != nil || json.Unmarshal(raw, &m) != nil || m.Metrics["loss"] <= 0 || m.Metrics["perplexity"] <= 1 {
+		t.Fatalf("metrics.json %s (err %v)", raw, err)
+	}
+}
