@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
 	"github.com/herdml/herd/internal/safetensors"
 )
@@ -409,4 +412,82 @@ func maxDiff(t *testing.T, a, b map[string][]float32) float64 {
 		}
 	}
 	return d
+}
+
+// client is a persistent API connection for tight polling loops (the CLI
+// spawns a process per call).
+type client struct {
+	t  *testing.T
+	nc *nats.Conn
+}
+
+func (c *testCluster) client() *client {
+	c.t.Helper()
+	nc, err := natsutil.Connect(c.urls(), natsutil.ConnectOptions{Name: "e2e-poller", MaxReconnects: -1})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
+	return &client{t: c.t, nc: nc}
+}
+
+// job returns the job's status, retrying through elections for up to 2s.
+func (cl *client) job(id string) (proto.JobInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var res proto.StatusResult
+	if err := proto.Call(ctx, cl.nc, proto.SubjectStatus, clusterToken, proto.StatusRequest{Job: id}, &res); err != nil {
+		return proto.JobInfo{}, err
+	}
+	return *res.Job, nil
+}
+
+// waitStep polls until the job has committed at least step steps and
+// returns when it saw that.
+func (cl *client) waitStep(id string, step int, d time.Duration) proto.JobInfo {
+	cl.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		j, err := cl.job(id)
+		if err == nil && (j.Step >= step || proto.Terminal(j.Status)) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			cl.t.Fatalf("job %s did not reach step %d within %v (last %+v, err %v)", id, step, d, j, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// logs returns the job's log entries.
+func (cl *client) logs(id string) []proto.LogEntry {
+	cl.t.Helper()
+	var all []proto.LogEntry
+	var after uint64
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var res proto.LogsResult
+		err := proto.Call(ctx, cl.nc, proto.SubjectLogs, clusterToken, proto.LogsRequest{Job: id, After: after}, &res)
+		cancel()
+		if err != nil {
+			cl.t.Fatal(err)
+		}
+		if len(res.Entries) == 0 {
+			return all
+		}
+		all = append(all, res.Entries...)
+		after = res.Entries[len(res.Entries)-1].Seq
+	}
+}
+
+// worlds lists the world size of each group epoch in a job's log.
+func worlds(entries []proto.LogEntry) []int {
+	var ws []int
+	for _, e := range entries {
+		var epoch, world int
+		if _, err := fmt.Sscanf(e.Message, "group epoch %d: world %d", &epoch, &world); err == nil {
+			ws = append(ws, world)
+		}
+	}
+	return ws
 }

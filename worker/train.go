@@ -330,7 +330,7 @@ func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignmen
 	stat := proto.StepStat{Step: st.Step, TotalSteps: j.total, Epoch: pos.Epoch, Loss: j.loss,
 		Tokens: total, LR: st.LR, GradNorm: st.GradNorm, World: a.World,
 		StepMs: float64(el.Microseconds()) / 1000, AllReduceMs: float64(arTime.Microseconds()) / 1000,
-		TokensPerSec: float64(total) / el.Seconds()}
+		TokensPerSec: float64(total) / el.Seconds(), At: time.Now()}
 	if w.cfg.Progress != nil {
 		w.cfg.Progress(j.id, stat)
 	}

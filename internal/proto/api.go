@@ -110,6 +110,8 @@ type StepStat struct {
 	StepMs       float64 `json:"step_ms"`      // wall time of the step on rank 0
 	AllReduceMs  float64 `json:"allreduce_ms"` // of which all-reduce
 	TokensPerSec float64 `json:"tokens_per_sec"`
+	// At is when rank 0 finished the step (its clock).
+	At time.Time `json:"at,omitzero"`
 }
 
 // JobInfo is a job as the API shows it.
