@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -63,5 +64,18 @@ func TestScoreTinyModel(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(out, "metrics.json"))
 	if err != nil || json.Unmarshal(raw, &m) != nil || m.Metrics["loss"] <= 0 || m.Metrics["perplexity"] <= 1 {
 		t.Fatalf("metrics.json %s (err %v)", raw, err)
+	}
+}
+
+func TestDatasetInspect(t *testing.T) {
+	modelDir, dataDir := initTiny(t)
+	r := herd(t, nil, "dataset", "inspect", filepath.Join(dataDir, "train.jsonl"), "--config", "../configs/tiny.yaml",
+		"--set", "model.path="+modelDir, "-n", "2")
+	if r.code != 0 || !strings.Contains(r.stdout, "example 2") || !strings.Contains(r.stdout, "tokens per example") || !strings.Contains(r.stdout, "⟦") {
+		t.Fatalf("inspect: exit %d\n%s", r.code, r.stdout)
+	}
+	r = herd(t, nil, "dataset", "inspect", filepath.Join(dataDir, "missing.jsonl"), "--config", "../configs/tiny.yaml", "--set", "model.path="+modelDir)
+	if r.code != 1 || !strings.Contains(r.stderr, "missing.jsonl") {
+		t.Fatalf("missing file: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

@@ -47,7 +47,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		// --set lora.target_modules=[q_proj,v_proj] must stay one value.
 		DisableSliceFlagSeparator: true,
-		Flags:           []cli.Flag{logFormatFlag},
+		Flags:                     []cli.Flag{logFormatFlag},
 		Commands: []*cli.Command{
 			versionCommand(),
 			doctorCommand(),
@@ -64,6 +64,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			workerCommand(),
 			trainCommand(),
 			scoreCommand(),
+			datasetCommand(),
 		},
 	}
 }
