@@ -87,8 +87,10 @@ func (c Config) Validate() error {
 	if c.SampleRatio < 0 || c.SampleRatio > 1 || c.SampleRatio != c.SampleRatio {
 		errs = append(errs, fmt.Errorf("telemetry: SampleRatio: %v is outside [0, 1]", c.SampleRatio))
 	}
+	var perr error
 	for _, signal := range []string{"TRACES", "METRICS"} {
-		if _, err := c.protocol(signal); err != nil {
+		if _, err := c.protocol(signal); err != nil && (perr == nil || err.Error() != perr.Error()) {
+			perr = err
 			errs = append(errs, err)
 		}
 	}
