@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sync"
 
 	"github.com/herdml/herd/internal/torch"
 	"github.com/herdml/herd/lora"
@@ -34,6 +35,9 @@ type Settings struct {
 	// Autocast, when not 0, runs the forward pass in that dtype with
 	// libtorch's autocast (training.autocast: bf16).
 	Autocast torch.DType
+	// Checkpointing recomputes each layer in the backward pass instead of
+	// keeping its activations (model.gradient_checkpointing).
+	Checkpointing bool
 }
 
 // Engine trains one adapter on one device. It is not safe for concurrent
@@ -161,22 +165,37 @@ func (e *Engine) microBatch(b Batch) (MicroResult, error) {
 	defer s.Close()
 	ids := s.ToDevice(s.FromInt64(b.IDs, int64(b.B), int64(b.S)), e.Model.Device)
 	labels := s.ToDevice(s.FromInt64(b.Labels, int64(b.B), int64(b.S)), e.Model.Device)
-	var logits *torch.Tensor
+	autocastOff := func() {}
 	if e.set.Autocast != 0 {
 		off, err := torch.Autocast(e.Model.Device, e.set.Autocast)
 		if err != nil {
 			return MicroResult{}, err
 		}
-		logits = e.Model.Forward(s, model.Batch{IDs: ids}, model.Options{Adapter: e.Adapter})
-		off()
-	} else {
-		logits = e.Model.Forward(s, model.Batch{IDs: ids}, model.Options{Adapter: e.Adapter})
+		// The backward pass runs outside autocast, as PyTorch advises; the
+		// checkpointed path replays forwards inside its backward, so it
+		// keeps autocast on throughout.
+		autocastOff = sync.OnceFunc(off)
+		defer autocastOff()
 	}
+	batch, opt := model.Batch{IDs: ids}, model.Options{Adapter: e.Adapter}
+	if e.set.Checkpointing {
+		step, micro := uint64(e.step), uint64(e.micro)
+		loss := e.Model.TrainCheckpointed(s, batch, labels, opt, func(layer int) {
+			torch.ManualSeed(mix(e.set.Seed, step, micro, uint64(layer)))
+		})
+		lossSum := s.Item(loss)
+		if err := s.Err(); err != nil {
+			return MicroResult{}, fmt.Errorf("engine: checkpointed step: %w", err)
+		}
+		return MicroResult{LossSum: lossSum, Tokens: b.Tokens()}, nil
+	}
+	logits := e.Model.Forward(s, batch, opt)
 	loss := model.CausalLMLoss(s, logits, labels)
 	lossSum := s.Item(loss)
 	if err := s.Err(); err != nil {
 		return MicroResult{}, fmt.Errorf("engine: forward: %w", err)
 	}
+	autocastOff()
 	if err := loss.Backward(); err != nil {
 		return MicroResult{}, fmt.Errorf("engine: backward: %w", err)
 	}

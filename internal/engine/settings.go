@@ -42,6 +42,8 @@ func SettingsFromConfig(cfg *configs.Config, dev torch.Device, totalSteps int) (
 		MaxGradNorm: t.MaxGradNorm,
 		Seed:        uint64(t.Seed),
 		Threads:     t.Threads,
+
+		Checkpointing: cfg.Model.GradientCheckpointing,
 	}
 	switch cfg.Training.Autocast {
 	case "none", "":

@@ -14,6 +14,7 @@ package torch
 // void at_set_num_threads(int);
 // void at_manual_seed(int64_t);
 // void herd_autocast_set(int device_type, int enabled, int dtype);
+// void herd_backward(void *out, void *grad);
 import "C"
 
 import (
@@ -200,6 +201,12 @@ func Autocast(dev Device, dt DType) (func(), error) {
 		return nil, err
 	}
 	return func() { _ = call(func() { C.herd_autocast_set(kind, 0, C.int(dt)) }) }, nil
+}
+
+// BackwardWith runs autograd from t with incoming gradient g (same shape),
+// accumulating into the leaves' gradients: t.backward(g).
+func (t *Tensor) BackwardWith(g *Tensor) error {
+	return call(func() { C.herd_backward(unsafe.Pointer(t.c), unsafe.Pointer(g.c)) })
 }
 
 // Build describes the libtorch torchprep prepared this binary for.

@@ -64,4 +64,13 @@ void herd_autocast_set(int device_type, int enabled, int dtype) {
   )
 }
 
+// herd_backward runs autograd from out with the incoming gradient grad
+// (out.backward(grad)), accumulating into the leaves' .grad: the step of
+// activation checkpointing that replays one layer.
+void herd_backward(tensor out, tensor grad) {
+  PROTECT(
+    out->backward(*grad);
+  )
+}
+
 }
