@@ -48,7 +48,7 @@ func (c notebookCell) text() (string, error) {
 }
 
 // requiredNotebooks must exist; other *.ipynb files are checked too.
-var requiredNotebooks = []string{"train.ipynb"}
+var requiredNotebooks = []string{"train.ipynb", "score.ipynb"}
 
 func TestNotebooks(t *testing.T) {
 	paths, _ := filepath.Glob("../notebooks/*.ipynb")
@@ -120,8 +120,10 @@ func TestNotebooks(t *testing.T) {
 		checkPythonCompiles(t, name, python)
 		validateWithNBFormat(t, path)
 	}
-	if !slices.ContainsFunc(uses, func(u herdUse) bool { return strings.Join(u.path, " ") == "train" }) {
-		t.Error("no notebook runs herd train")
+	for _, cmd := range []string{"train", "score"} {
+		if !slices.ContainsFunc(uses, func(u herdUse) bool { return strings.Join(u.path, " ") == cmd }) {
+			t.Errorf("no notebook runs herd %s", cmd)
+		}
 	}
 	checkHerdUses(t, uses)
 }
