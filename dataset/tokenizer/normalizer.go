@@ -66,16 +66,6 @@ func (stripAccentsNormalizer) normalize(s string) string {
 	}, s)
 }
 
-// removeMn removes non-spacing marks (Mn).
-func removeMn(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 0x300 && unicode.Is(unicode.Mn, r) {
-			return -1
-		}
-		return r
-	}, s)
-}
-
 type replaceNormalizer struct {
 	m       matcher
 	content string

@@ -230,13 +230,12 @@ func (b *builder) compileWrappers(ctx context.Context, csrc string) ([]string, e
 		var (
 			jobs   []compileJob
 			chunks []chunk
-			starts []int
 		)
 		for i := 0; i*per < len(b.funcs); i++ {
 			from, to := i*per, min((i+1)*per, len(b.funcs))
 			c := renderChunk(prelude, b.funcs, from, to, b.stubbed, b.lt.Version)
 			path := filepath.Join(csrc, fmt.Sprintf("wrappers_%02d.cpp", i))
-			chunks, starts = append(chunks, c), append(starts, from)
+			chunks = append(chunks, c)
 			jobs = append(jobs, compileJob{path: path, source: c.Source})
 		}
 		b.compileAll(ctx, jobs)
