@@ -76,11 +76,11 @@ func EnsureFastBLAS(ctx context.Context, lt *Libtorch, log io.Writer) error {
 	}
 	link := filepath.Join(debianLibDir, "libblas.so.3")
 	resolved, _ := filepath.EvalSymlinks(link)
-	if ClassifyBLAS(resolved) == BLASOpenBLASOpenMP {
-		return nil
-	}
 	openmp := filepath.Join(debianLibDir, "openblas-openmp")
 	if !IsDebian() || !IsRoot() {
+		if ClassifyBLAS(resolved) == BLASOpenBLASOpenMP {
+			return nil
+		}
 		fmt.Fprintf(log, "torchprep: warning: libtorch uses %s (%s BLAS); for a fast one run:\n  sudo apt-get install -y libopenblas0-openmp && sudo update-alternatives --set libblas.so.3-%s-linux-gnu %s/libblas.so.3\n",
 			resolved, ClassifyBLAS(resolved), debianMultiarch(), openmp)
 		return nil
@@ -96,6 +96,9 @@ func EnsureFastBLAS(ctx context.Context, lt *Libtorch, log io.Writer) error {
 			}
 		}
 	}
+	// Selected in manual mode even when it is already the automatic choice:
+	// a later package (numpy pulls the pthread OpenBLAS, priority 100 over
+	// OpenMP's 95) would otherwise switch it back.
 	for _, lib := range []string{"libblas.so.3", "liblapack.so.3"} {
 		alt := fmt.Sprintf("%s-%s-linux-gnu", lib, debianMultiarch())
 		target := filepath.Join(openmp, lib)
@@ -107,7 +110,8 @@ func EnsureFastBLAS(ctx context.Context, lt *Libtorch, log io.Writer) error {
 			return fmt.Errorf("update-alternatives --set %s %s: %w\n%s", alt, target, err, out)
 		}
 	}
-	resolved, _ = filepath.EvalSymlinks(link)
-	fmt.Fprintf(log, "torchprep: libblas.so.3 now resolves to %s\n", resolved)
+	if now, _ := filepath.EvalSymlinks(link); now != resolved {
+		fmt.Fprintf(log, "torchprep: libblas.so.3 now resolves to %s\n", now)
+	}
 	return nil
 }
