@@ -355,3 +355,13 @@ func (s *Server) Voters() int {
 	}
 	return n
 }
+
+// WaitApplied blocks until this coordinator, as leader, has applied every
+// entry of the raft log (a raft barrier): a leader that has just been
+// elected may not have replayed the log yet. It fails on a follower.
+func (s *Server) WaitApplied(timeout time.Duration) error {
+	if err := s.raft.Barrier(timeout).Error(); err != nil {
+		return fmt.Errorf("coordinator: barrier: %w", err)
+	}
+	return nil
+}

@@ -137,7 +137,8 @@ func train(c *cli.Context) error {
 	for i, dev := range devices {
 		w, err := worker.New(worker.Config{ID: fmt.Sprintf("local-%d", i), Device: dev, URL: srv.ClientURL(), Token: localToken,
 			NewEngine: torchengine.New, Logger: log, Progress: prog.step,
-			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP")})
+			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP"),
+			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond})
 		if err != nil {
 			return cli.Exit(err.Error(), 1)
 		}
@@ -234,6 +235,10 @@ func startLocalCoord(dataDir string, existing bool, cfg *configs.Config, log *sl
 			return nil, errors.New("the local coordinator did not become leader within 10s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if err := srv.WaitApplied(10 * time.Second); err != nil {
+		_ = srv.Close()
+		return nil, err
 	}
 	return srv, nil
 }
