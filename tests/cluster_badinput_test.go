@@ -100,4 +100,3 @@ func assertAbsent(t *testing.T, path string) {
 		t.Fatalf("%s was created", path)
 	}
 }
-
