@@ -114,9 +114,8 @@ func benchAllReduceCommand() *cli.Command {
 			}
 			res, err := bench.Run(c.Context, o)
 			if res != nil {
-				enc := json.NewEncoder(c.App.Writer)
-				enc.SetIndent("", "  ")
-				if encErr := enc.Encode(res); encErr != nil {
+				// One line per run: scripts collect runs as JSON lines.
+				if encErr := json.NewEncoder(c.App.Writer).Encode(res); encErr != nil {
 					return encErr
 				}
 			}
