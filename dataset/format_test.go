@@ -422,7 +422,7 @@ func TestBoundaryTokens(t *testing.T) {
 }
 
 // The chat formats of real models, when the npm oracle packages of the
-// tokenizer tests are installed (tests/oracle/tokenizer; skipped otherwise).
+// tokenizer tests (tests/oracle/tokenizer, installed by make test-deps).
 func TestRealChatTemplates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads four real tokenizers")
@@ -445,7 +445,7 @@ func TestRealChatTemplates(t *testing.T) {
 		if tok == nil {
 			path := dir + "/tokenizer-" + c.name + "/models"
 			if _, err := os.Stat(path); err != nil {
-				t.Skipf("%s not installed (npm ci in tests/oracle/tokenizer)", path)
+				t.Fatalf("%s not installed: run make test-deps (npm ci in tests/oracle/tokenizer)", path)
 			}
 			var err error
 			if tok, _, err = LoadTokenizer(path); err != nil {
