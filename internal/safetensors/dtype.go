@@ -3,6 +3,7 @@ package safetensors
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/herdml/herd/internal/half"
 	"math"
 )
 
@@ -105,85 +106,19 @@ func ByteLen(d DType, shape []int64) (int64, error) {
 	return n * bits / 8, nil
 }
 
-// Float32ToBF16 rounds f to bfloat16 with round-to-nearest-even. A NaN stays
-// a NaN (sign and top payload bits kept, quiet bit set) rather than being
-// truncated into an infinity.
-func Float32ToBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x0040
-	}
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
-}
+// Float32ToBF16 rounds f to bfloat16 with round-to-nearest-even; a NaN stays
+// a NaN (see internal/half).
+func Float32ToBF16(f float32) uint16 { return half.FromF32ToBF16(f) }
 
 // BF16ToFloat32 widens a bfloat16 exactly.
-func BF16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+func BF16ToFloat32(h uint16) float32 { return half.BF16ToF32(h) }
 
 // Float32ToF16 rounds f to IEEE 754 binary16 with round-to-nearest-even,
-// producing subnormals and infinities as IEEE does; a NaN stays a NaN (sign
-// and top payload bits kept, quiet bit set).
-func Float32ToF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant == 0 {
-			return sign | 0x7c00
-		}
-		return sign | 0x7e00 | uint16(mant>>13)
-	}
-	e := exp - 127 + 15
-	if e >= 0x1f {
-		return sign | 0x7c00
-	}
-	if e <= 0 {
-		// Below 2^-25 everything rounds to zero (2^-25 itself ties to even zero).
-		if e < -10 {
-			return sign
-		}
-		mant |= 0x800000
-		shift := uint(14 - e)
-		h := mant >> shift
-		rem := mant & (1<<shift - 1)
-		half := uint32(1) << (shift - 1)
-		if rem > half || (rem == half && h&1 == 1) {
-			h++ // may carry into the smallest normal, which is correct
-		}
-		return sign | uint16(h)
-	}
-	h := uint32(e)<<10 | mant>>13
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
-		h++ // may carry into the exponent, up to infinity, which is correct
-	}
-	return sign | uint16(h)
-}
+// subnormals and infinities as IEEE does; a NaN stays a NaN.
+func Float32ToF16(f float32) uint16 { return half.FromF32ToF16(f) }
 
-// F16ToFloat32 widens an IEEE 754 binary16 exactly (subnormals, infinities
-// and NaN payloads included).
-func F16ToFloat32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case exp == 0 && mant == 0:
-		return math.Float32frombits(sign)
-	case exp == 0:
-		// Subnormal: normalise the mantissa into an f32 normal.
-		e := uint32(127 - 15 + 1)
-		for mant&0x400 == 0 {
-			mant <<= 1
-			e--
-		}
-		return math.Float32frombits(sign | e<<23 | (mant&0x3ff)<<13)
-	default:
-		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
-	}
-}
+// F16ToFloat32 widens an IEEE 754 binary16 exactly.
+func F16ToFloat32(h uint16) float32 { return half.F16ToF32(h) }
 
 // ToFloat32 decodes little-endian raw data of dtype d (F32, BF16, F16 or F64;
 // F64 is rounded to nearest) into float32 values.
