@@ -2,9 +2,10 @@ package collective
 
 import (
 	"encoding/binary"
-	"github.com/herdml/herd/internal/half"
 	"math"
 	"unsafe"
+
+	"github.com/herdml/herd/internal/half"
 )
 
 // encoding is the wire format of buffer elements (little-endian).

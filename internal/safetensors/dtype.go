@@ -3,8 +3,9 @@ package safetensors
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/herdml/herd/internal/half"
 	"math"
+
+	"github.com/herdml/herd/internal/half"
 )
 
 // DType is a safetensors element type, spelled as in the file header
