@@ -55,7 +55,7 @@ func (l *leader) submit(m *nats.Msg) (any, error) {
 		gb = cfg.Training.MicroBatchSize * cfg.Training.GradAccum * n
 	}
 	res, err := l.s.apply(SubmitJobType, SubmitJobCmd{
-		Name: cfg.RunName, ConfigYAML: req.ConfigYAML, OutputDir: cfg.OutputDir, GlobalBatch: gb,
+		RequestID: req.RequestID, Name: cfg.RunName, ConfigYAML: req.ConfigYAML, OutputDir: cfg.OutputDir, GlobalBatch: gb,
 		Workers: c.Workers, MinWorkers: c.MinWorkers, MaxWorkers: c.MaxWorkers, MaxRestarts: c.MaxRestarts,
 		HeartbeatMs: c.Heartbeat.Milliseconds(), TimeoutMs: c.Timeout.Milliseconds(), At: now,
 	})

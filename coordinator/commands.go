@@ -73,6 +73,9 @@ type DeregisterWorkerCmd struct {
 
 // SubmitJobCmd queues a job. The FSM names it job-<seq>.
 type SubmitJobCmd struct {
+	// RequestID dedupes retried submissions: a job with the same request id
+	// is returned instead of a new one.
+	RequestID  string `json:"request_id,omitempty"`
 	Name       string `json:"name"`
 	ConfigYAML string `json:"config_yaml"`
 	OutputDir  string `json:"output_dir"`

@@ -140,9 +140,16 @@ func applyDeregisterWorker(_ *FSM, s *State, p []byte) (any, error) {
 
 func applySubmitJob(_ *FSM, s *State, p []byte) (any, error) {
 	c := decode[SubmitJobCmd](SubmitJobType, p)
+	if c.RequestID != "" {
+		for _, j := range s.Jobs {
+			if j.RequestID == c.RequestID {
+				return j.ID, nil
+			}
+		}
+	}
 	s.JobSeq++
 	j := &Job{
-		ID: fmt.Sprintf("job-%d", s.JobSeq), Name: c.Name, Status: proto.StatusQueued,
+		ID: fmt.Sprintf("job-%d", s.JobSeq), RequestID: c.RequestID, Name: c.Name, Status: proto.StatusQueued,
 		ConfigYAML: c.ConfigYAML, OutputDir: c.OutputDir, GlobalBatch: c.GlobalBatch,
 		Workers: c.Workers, MinWorkers: c.MinWorkers, MaxWorkers: c.MaxWorkers, MaxRestarts: c.MaxRestarts,
 		HeartbeatMs: c.HeartbeatMs, TimeoutMs: c.TimeoutMs, SubmittedAt: c.At,

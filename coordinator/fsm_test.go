@@ -127,6 +127,16 @@ func TestFSMWaitPauseResumeExclude(t *testing.T) {
 	}
 }
 
+func TestFSMSubmitIdempotent(t *testing.T) {
+	h := newFSMHarness(t)
+	a := h.mustApply(SubmitJobType, SubmitJobCmd{RequestID: "r1", Name: "x", GlobalBatch: 1, At: t0})
+	b := h.mustApply(SubmitJobType, SubmitJobCmd{RequestID: "r1", Name: "x", GlobalBatch: 1, At: t0})
+	c := h.mustApply(SubmitJobType, SubmitJobCmd{RequestID: "r2", Name: "x", GlobalBatch: 1, At: t0})
+	if a != b || a == c || len(h.f.State().Jobs) != 2 {
+		t.Fatalf("ids %v %v %v, %d jobs", a, b, c, len(h.f.State().Jobs))
+	}
+}
+
 func TestFSMLogBounded(t *testing.T) {
 	h := newFSMHarness(t)
 	id := h.populate()

@@ -37,6 +37,7 @@ type Worker struct {
 // Job is a training job.
 type Job struct {
 	ID         string `json:"id"`
+	RequestID  string `json:"request_id,omitempty"`
 	Name       string `json:"name"`
 	Status     string `json:"status"`
 	Error      string `json:"error,omitempty"`

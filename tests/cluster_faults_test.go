@@ -21,6 +21,12 @@ type fault struct {
 
 const stepDelayEnv = "HERD_TEST_STEP_DELAY_MS=25"
 
+// longRunTolerance bounds the difference to the reference after 150 steps
+// at lr 1e-2 during which the world size changed: each change reorders the
+// fp32 gradient sums, and the rounding differences grow with the steps
+// (about 1e-7 after 6 steps, 1e-6 after 30, 7e-6 after 150).
+const longRunTolerance = 5e-5
+
 // reference trains cfg with one worker and no fault.
 func referenceAdapter(t *testing.T, cfg string) map[string][]float32 {
 	t.Helper()
@@ -106,7 +112,8 @@ func TestClusterFaultSchedule(t *testing.T) {
 // loss costs.
 func TestClusterThreeCoordinators(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
-	cfg := writeConfig(t, out, 100, 2, 8, "")
+	const steps = 150
+	cfg := writeConfig(t, out, steps, 2, 8, "")
 	ref := referenceAdapter(t, cfg)
 
 	c := startCluster(t, 3)
@@ -116,6 +123,9 @@ func TestClusterThreeCoordinators(t *testing.T) {
 
 	failover := func(at int) time.Duration {
 		j := cl.waitStep(id, at, 60*time.Second)
+		if j.Step >= steps-10 {
+			t.Fatalf("the job is too far (step %d) to kill the leader mid-run", j.Step)
+		}
 		l := c.leader()
 		start := time.Now()
 		c.nodes[l].p.kill()
@@ -134,10 +144,13 @@ func TestClusterThreeCoordinators(t *testing.T) {
 	}
 	c.start(killed, false)
 	time.Sleep(time.Second) // let it catch up before it is needed for a majority
-	d2 := failover(45)
+	d2 := failover(50)
 
 	// A worker is lost.
-	j := cl.waitStep(id, 75, 60*time.Second)
+	j := cl.waitStep(id, 100, 60*time.Second)
+	if j.Step >= steps-10 || len(j.Members) != 2 {
+		t.Fatalf("the job is too far (step %d, members %v) to lose a worker mid-run", j.Step, j.Members)
+	}
 	victim := j.Members[len(j.Members)-1]
 	start := time.Now()
 	workers[victim].kill()
@@ -148,7 +161,7 @@ func TestClusterThreeCoordinators(t *testing.T) {
 	j = c.waitJob(id, 90*time.Second, func(j proto.JobInfo) bool { return j.Status == proto.StatusCompleted })
 	d := maxDiff(t, ref, readAdapter(t, j.Adapter))
 	t.Logf("FIGURES: leader failover %v and %v; worker loss %v; max |adapter - reference| = %.3g; restarts %d", d1, d2, lossCost, d, j.Restarts)
-	if d > equivTolerance {
+	if d > longRunTolerance {
 		t.Fatalf("adapter differs from the uninterrupted run by %g", d)
 	}
 	if len(j.Members) != 1 {

@@ -22,6 +22,7 @@ var (
 	errSuperseded = errors.New("worker: group epoch superseded")
 	errFinished   = errors.New("worker: job finished")
 	errPaused     = errors.New("worker: paused")
+	errConnLost   = errors.New("worker: the collective's NATS connection dropped")
 )
 
 // culpritError marks a failure of this worker itself (its engine), as
@@ -94,6 +95,7 @@ func (w *Worker) runJob(ctx context.Context, a *proto.Assignment) {
 		case ctx.Err() != nil:
 			return
 		default:
+			err = describeCause(err)
 			var ce culpritError
 			culprit := errors.As(err, &ce)
 			log.Warn("group epoch failed", "epoch", cur.Epoch, "err", err, "culprit", culprit)
@@ -101,6 +103,14 @@ func (w *Worker) runJob(ctx context.Context, a *proto.Assignment) {
 			w.report(ctx, proto.SubjectFailure, proto.FailureReport{WorkerID: w.cfg.ID, Job: a.Job, Epoch: cur.Epoch, Error: err.Error(), Culprit: culprit})
 		}
 	}
+}
+
+// describeCause names a lost connection in an error from a cancelled epoch.
+func describeCause(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w (%w)", err, errConnLost)
+	}
+	return err
 }
 
 func activeStatus(s string) bool {
@@ -180,6 +190,16 @@ func (e *closingEngine) Close() {
 func (j *job) runEpoch(ctx context.Context, a *proto.Assignment) error {
 	w := j.w
 	log := w.log.With("job", j.id, "epoch", a.Epoch, "rank", a.Rank, "world", a.World)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	lost := w.connLost()
+	go func() {
+		select {
+		case <-lost:
+			cancel(errConnLost)
+		case <-ctx.Done():
+		}
+	}()
 	w.setStatus(j.id, a.Epoch, proto.WorkerSyncing, j.eng.Step(), "")
 	if err := j.eng.DiscardGradients(); err != nil {
 		return culpritError{err}

@@ -72,6 +72,10 @@ type Worker struct {
 	changed chan struct{}
 	paused  atomic.Bool
 	failed  atomic.Bool // FailAtStep used
+	// lost is closed (and replaced) when the collective connection drops:
+	// messages of the epoch in progress may be lost, so it fails at once
+	// instead of waiting for the collective's timeout.
+	lost chan struct{}
 }
 
 // ErrBadToken is returned by Run when the coordinators refuse the token.
@@ -133,7 +137,24 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: cannot reach the coordinators at %s: %w", cfg.URL, err)
 	}
 	w.nc, w.cc = nc, cc
+	w.lost = make(chan struct{})
+	cc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+		w.mu.Lock()
+		close(w.lost)
+		w.lost = make(chan struct{})
+		w.mu.Unlock()
+		if err != nil {
+			w.log.Warn("collective connection lost", "err", err)
+		}
+	})
 	return w, nil
+}
+
+// connLost returns a channel closed when the collective connection drops.
+func (w *Worker) connLost() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lost
 }
 
 // Close closes the NATS connections.

@@ -39,9 +39,13 @@ type SubmitRequest struct {
 	ConfigYAML string `json:"config_yaml"`
 	// Name is the run name (run_name), for listings.
 	Name string `json:"name"`
-	// Resume, with ResumeJob, resumes a paused or waiting job instead of
+	// ResumeJob, when set, resumes that paused or waiting job instead of
 	// submitting a new one.
 	ResumeJob string `json:"resume_job,omitempty"`
+	// RequestID makes the submission idempotent: a second request with the
+	// same id returns the job the first one created. Call sets one when it
+	// is empty.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // SubmitResult is the submitted (or resumed) job.

@@ -2,7 +2,9 @@ package proto
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +17,12 @@ import (
 // answers.
 const CallRetry = 100 * time.Millisecond
 
-// attemptTimeout bounds one request attempt inside Call.
-const attemptTimeout = 5 * time.Second
+// attemptTimeout bounds one request attempt inside Call. It is short: during
+// a failover a request can be lost without a no-responders answer (sent to
+// a server that has not yet learnt the new leader's interest), and the
+// retry finds the leader. Handlers are idempotent (submissions carry a
+// request id) so that a request answered too late and sent again is safe.
+const attemptTimeout = time.Second
 
 // Call sends req (JSON) to subject with the token header and decodes the
 // result into res (nil to ignore it). While no coordinator answers (no
@@ -24,6 +30,12 @@ const attemptTimeout = 5 * time.Second
 // leadership, it retries every CallRetry until ctx ends, then returns an
 // error wrapping ErrNoCoordinator. An error reply is returned as an *Error.
 func Call(ctx context.Context, nc *nats.Conn, subject, token string, req, res any) error {
+	if sr, ok := req.(SubmitRequest); ok && sr.RequestID == "" {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		sr.RequestID = hex.EncodeToString(b[:])
+		req = sr
+	}
 	data, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("proto: encode %s request: %w", subject, err)
