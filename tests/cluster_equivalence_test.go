@@ -61,3 +61,35 @@ func TestClusterDataParallelEquivalence(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterLocalDevices: one worker process driving two engines
+// (--devices cpu,cpu: micro-batches spread over them, gradients summed
+// locally before the network), next to a plain worker, ends with the adapter
+// of a single-engine run; so does `herd train --devices cpu,cpu`.
+func TestClusterLocalDevices(t *testing.T) {
+	const steps, global = 6, 12
+	cfg := writeConfig(t, filepath.Join(t.TempDir(), "out"), steps, 2, global, "")
+	ref := referenceAdapter(t, cfg)
+
+	c := startCluster(t, 1)
+	c.workerArgs("duo", nil, "--devices", "cpu,cpu")
+	c.worker("solo")
+	id := c.submit(cfg, "cluster.workers=2")
+	j := c.waitJob(id, 60*time.Second, func(j proto.JobInfo) bool { return j.Status == proto.StatusCompleted })
+	if d := maxDiff(t, ref, readAdapter(t, j.Adapter)); d > equivTolerance {
+		t.Fatalf("2 engines in one worker + 1 worker: adapter differs by %g", d)
+	} else {
+		t.Logf("worker with 2 local engines + 1 worker: max diff %.3g", d)
+	}
+
+	out := filepath.Join(t.TempDir(), "train")
+	r := herd(t, nil, "train", cfg, "--devices", "cpu,cpu", "--set", "output_dir="+out)
+	if r.code != 0 {
+		t.Fatalf("herd train --devices cpu,cpu: exit %d", r.code)
+	}
+	if d := maxDiff(t, ref, readAdapter(t, filepath.Join(out, "checkpoints", fmt.Sprintf("checkpoint-%d", steps)))); d > equivTolerance {
+		t.Fatalf("herd train on 2 engines: adapter differs by %g", d)
+	} else {
+		t.Logf("herd train on 2 local engines: max diff %.3g", d)
+	}
+}

@@ -264,7 +264,13 @@ func (c *testCluster) submit(cfg string, sets ...string) string {
 
 // worker starts `herd worker join` with the fault variables in env.
 func (c *testCluster) worker(id string, env ...string) *proc {
-	return start(c.t, id, env, "worker", "join", "--coord", c.urls(), "--token", clusterToken, "--id", id, "--log-level", "debug")
+	return c.workerArgs(id, env)
+}
+
+// workerArgs starts `herd worker join` with extra flags.
+func (c *testCluster) workerArgs(id string, env []string, extra ...string) *proc {
+	args := append([]string{"worker", "join", "--coord", c.urls(), "--token", clusterToken, "--id", id, "--log-level", "debug"}, extra...)
+	return start(c.t, id, env, args...)
 }
 
 // waitJob polls the job until cond holds, failing on a terminal status

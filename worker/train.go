@@ -180,6 +180,24 @@ type closingEngine struct {
 	close func() error
 }
 
+// MicroBatches forwards to the wrapped engine's, or runs the batches one
+// by one.
+func (e *closingEngine) MicroBatches(bs []Batch) (MicroResult, error) {
+	if be, ok := e.Engine.(BatchEngine); ok {
+		return be.MicroBatches(bs)
+	}
+	var total MicroResult
+	for _, b := range bs {
+		r, err := e.Engine.MicroBatch(b)
+		if err != nil {
+			return total, err
+		}
+		total.LossSum += r.LossSum
+		total.Tokens += r.Tokens
+	}
+	return total, nil
+}
+
 func (e *closingEngine) Close() {
 	e.Engine.Close()
 	_ = e.close()
@@ -306,17 +324,29 @@ func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignmen
 	shard := j.plan.Shard(pos.Epoch, pos.Step, a.Rank, a.World)
 	var lossSum float64
 	var tokens int
+	if w.cfg.FailAtStep == k+1 && w.failed.CompareAndSwap(false, true) {
+		return culpritError{fmt.Errorf("engine: injected failure at step %d", k+1)}
+	}
+	var batches []Batch
 	for _, mb := range dataset.MicroBatches(shard, j.cfg.Training.MicroBatchSize) {
 		ids, labels, rows, seqLen := j.data.Batch(mb)
-		if w.cfg.FailAtStep == k+1 && w.failed.CompareAndSwap(false, true) {
-			return culpritError{fmt.Errorf("engine: injected failure at step %d", k+1)}
-		}
-		r, err := j.eng.MicroBatch(Batch{IDs: ids, Labels: labels, B: rows, S: seqLen})
+		batches = append(batches, Batch{IDs: ids, Labels: labels, B: rows, S: seqLen})
+	}
+	if be, ok := j.eng.(BatchEngine); ok && len(batches) > 0 {
+		r, err := be.MicroBatches(batches)
 		if err != nil {
 			return culpritError{err}
 		}
-		lossSum += r.LossSum
-		tokens += r.Tokens
+		lossSum, tokens = r.LossSum, r.Tokens
+	} else {
+		for _, b := range batches {
+			r, err := j.eng.MicroBatch(b)
+			if err != nil {
+				return culpritError{err}
+			}
+			lossSum += r.LossSum
+			tokens += r.Tokens
+		}
 	}
 	g, err := j.eng.Gradients()
 	if err != nil {

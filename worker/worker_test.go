@@ -171,20 +171,7 @@ func TestDataParallelEquivalence(t *testing.T) {
 			}
 			// Every global batch was trained on exactly once, across the
 			// members.
-			plan := dataset.Plan{N: nSeqs, G: globalBatch, Seed: 42}
-			for k := 1; k <= totalSteps; k++ {
-				pos := plan.At(k - 1)
-				var wantSeen []int64
-				for _, i := range plan.Global(pos.Epoch, pos.Step) {
-					wantSeen = append(wantSeen, int64(1000+i))
-				}
-				seen := slices.Clone(e.reg.steps[k])
-				slices.Sort(seen)
-				slices.Sort(wantSeen)
-				if !slices.Equal(seen, wantSeen) {
-					t.Fatalf("step %d trained %v, want %v", k, seen, wantSeen)
-				}
-			}
+			checkEveryBatchOnce(t, e)
 		})
 	}
 }
@@ -309,4 +296,56 @@ func TestBadTokenAndFatalConfig(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLocalGroup: one worker driving two local engines (LocalGroup) ends
+// exactly where two workers (and one) do.
+func TestLocalGroup(t *testing.T) {
+	want := reference(t)
+	e := newEnv(t)
+	e.startWorker("duo", 0, func(c *worker.Config) {
+		c.Device = "cpu,cpu"
+		c.NewEngine = func(ctx context.Context, spec worker.EngineSpec) (worker.Engine, error) {
+			var engs []worker.Engine
+			for i, d := range strings.Split(spec.Device, ",") {
+				one := spec
+				one.Device = d
+				eng, err := e.reg.factory(fmt.Sprintf("duo/%d", i), 0)(ctx, one)
+				if err != nil {
+					return nil, err
+				}
+				engs = append(engs, eng)
+			}
+			return worker.NewLocalGroup(engs)
+		}
+	})
+	id := e.submit(e.yaml(1, ""))
+	e.waitStatus(id, proto.StatusCompleted, 20*time.Second)
+	for _, dev := range []string{"duo/0", "duo/1"} {
+		if got := e.reg.final[dev]; !slices.Equal(got, want) {
+			t.Fatalf("%s ends with %v, reference %v", dev, got, want)
+		}
+	}
+	// The devices split every global batch: each sequence once in all.
+	checkEveryBatchOnce(t, e)
+}
+
+// checkEveryBatchOnce checks that the sequences trained at each step are
+// exactly the plan's global batch.
+func checkEveryBatchOnce(t *testing.T, e *env) {
+	t.Helper()
+	plan := dataset.Plan{N: nSeqs, G: globalBatch, Seed: 42}
+	for k := 1; k <= totalSteps; k++ {
+		pos := plan.At(k - 1)
+		var want []int64
+		for _, i := range plan.Global(pos.Epoch, pos.Step) {
+			want = append(want, int64(1000+i))
+		}
+		seen := slices.Clone(e.reg.steps[k])
+		slices.Sort(seen)
+		slices.Sort(want)
+		if !slices.Equal(seen, want) {
+			t.Fatalf("step %d trained %v, want %v", k, seen, want)
+		}
+	}
 }

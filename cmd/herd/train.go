@@ -32,11 +32,11 @@ func trainCommand() *cli.Command {
 		Usage:     "train a LoRA/QLoRA adapter on this machine (single-node mode)",
 		ArgsUsage: "CONFIG",
 		Description: "Runs a one-node coordinator (its raft state under OUTPUT_DIR/.herd), an embedded NATS server on a " +
-			"random loopback port and one worker per device, in this process: the cluster's code path. Ctrl-C saves " +
+			"random loopback port and one worker over the devices, in this process: the cluster's code path. Ctrl-C saves " +
 			"a checkpoint and stops; --resume continues from the last checkpoint. Prints the adapter directory.",
 		Flags: []cli.Flag{setFlag,
 			&cli.BoolFlag{Name: "resume", Usage: "continue the run in output_dir from its last checkpoint"},
-			&cli.StringFlag{Name: "devices", Value: "cpu", Usage: "cpu or cuda:N[,cuda:M...]: one worker per device"},
+			&cli.StringFlag{Name: "devices", Value: "cpu", Usage: "cpu or cuda:N[,cuda:M...]: one engine per device, gradients summed locally"},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
 		},
 		Action: train,
@@ -65,12 +65,16 @@ func train(c *cli.Context) error {
 	if len(devices) == 0 {
 		return cli.Exit("--devices: name at least one device (cpu or cuda:N)", 2)
 	}
-	if len(devices) != cfg.Cluster.Workers {
-		cfg.Cluster.Workers, cfg.Cluster.MinWorkers = len(devices), min(cfg.Cluster.MinWorkers, len(devices))
-		if cfg.Cluster.MaxWorkers > 0 {
-			cfg.Cluster.MaxWorkers = max(cfg.Cluster.MaxWorkers, len(devices))
-		}
+	// One worker drives every device (a local group); the global batch is
+	// micro_batch_size × grad_accum × devices unless global_batch_size is set.
+	cfg.Cluster.Workers, cfg.Cluster.MinWorkers = 1, 1
+	if cfg.Cluster.MaxWorkers > 0 {
+		cfg.Cluster.MaxWorkers = 1
 	}
+	if cfg.Training.GlobalBatchSize == 0 {
+		cfg.Training.GlobalBatchSize = cfg.Training.MicroBatchSize * cfg.Training.GradAccum * len(devices)
+	}
+	devices = []string{strings.Join(devices, ",")}
 	// Check the inputs before anything is written.
 	if err := absPaths(cfg, true); err != nil {
 		return cli.Exit(err.Error(), 1)

@@ -27,9 +27,12 @@ func workerCommand() *cli.Command {
 			Name:  "join",
 			Usage: "join the cluster as one worker per device; runs until interrupted",
 			Description: "Registers with the coordinators, heartbeats, and trains the jobs it is assigned. " +
-				"Several devices (--devices cuda:0,cuda:1) run one worker each, named ID-0, ID-1, ...",
+				"Several devices (--devices cuda:0,cuda:1) form one worker that spreads its micro-batches over them " +
+				"and sums their gradients locally before the network; --worker-per-device runs one worker per device " +
+				"instead (named ID-0, ID-1, ...).",
 			Flags: []cli.Flag{coordFlag, tokenFlag,
 				&cli.StringFlag{Name: "devices", Value: "cpu", Usage: "cpu or cuda:N[,cuda:M...]"},
+				&cli.BoolFlag{Name: "worker-per-device", Usage: "one worker per device instead of one worker over all of them"},
 				&cli.StringFlag{Name: "id", Usage: "worker id (default: host name and process id)"},
 				&cli.StringFlag{Name: "cache-dir", Usage: "cache tokenized data here (default: in memory)"},
 				&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
@@ -86,6 +89,9 @@ func workerJoin(c *cli.Context) error {
 	id := c.String("id")
 	if id == "" {
 		id = defaultWorkerID()
+	}
+	if !c.Bool("worker-per-device") {
+		devices = []string{strings.Join(devices, ",")}
 	}
 	var ws []*worker.Worker
 	defer func() {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/herdml/herd/internal/engine"
 	"github.com/herdml/herd/internal/torch"
@@ -15,8 +16,38 @@ import (
 )
 
 // New builds the engine of a job: the model of spec.ModelDir with a fresh
-// adapter on spec.Device, configured from spec.Config.
-func New(_ context.Context, spec worker.EngineSpec) (worker.Engine, error) {
+// adapter on spec.Device, configured from spec.Config. A comma-separated
+// device list (cuda:0,cuda:1) loads one engine per device and combines them
+// in a worker.LocalGroup: local reduction before the network.
+func New(ctx context.Context, spec worker.EngineSpec) (worker.Engine, error) {
+	devs := strings.Split(spec.Device, ",")
+	if len(devs) == 1 {
+		return newOne(spec)
+	}
+	var engs []worker.Engine
+	for _, d := range devs {
+		one := spec
+		one.Device = strings.TrimSpace(d)
+		e, err := newOne(one)
+		if err != nil {
+			for _, e := range engs {
+				e.Close()
+			}
+			return nil, fmt.Errorf("device %s: %w", one.Device, err)
+		}
+		engs = append(engs, e)
+	}
+	g, err := worker.NewLocalGroup(engs)
+	if err != nil {
+		for _, e := range engs {
+			e.Close()
+		}
+		return nil, err
+	}
+	return g, nil
+}
+
+func newOne(spec worker.EngineSpec) (worker.Engine, error) {
 	dev, err := torch.ParseDevice(spec.Device)
 	if err != nil {
 		return nil, err
