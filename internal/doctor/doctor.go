@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -58,6 +59,9 @@ type BLAS struct {
 	Library string `json:"library,omitempty"` // mapped shared library, when one is
 	Kind    string `json:"kind"`              // reference, openblas-openmp, openblas-pthread, other, builtin
 	Config  string `json:"config,omitempty"`  // BLAS_INFO from libtorch's build config
+	// Others are further BLAS builds mapped at the same time: their symbols
+	// compete with Library's.
+	Others []string `json:"others,omitempty"`
 }
 
 // Collect loads libtorch and fills a report. It returns an error, with the
@@ -85,6 +89,9 @@ func Collect() (*Report, error) {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("libtorch uses the reference BLAS (%s), about 25x slower for training; run: %s", r.BLAS.Library, torchprep.InstallCommand))
 	case torchprep.BLASOpenBLASThread:
 		r.Warnings = append(r.Warnings, "libtorch uses the pthread OpenBLAS, which fights libtorch's OpenMP threads; install libopenblas0-openmp and select it with update-alternatives")
+	}
+	if len(r.BLAS.Others) > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("several BLAS builds are loaded (%s and %s); run `make prepare` as root to select the OpenMP OpenBLAS for all of libblas.so.3, liblapack.so.3 and libopenblas.so.0", r.BLAS.Library, strings.Join(r.BLAS.Others, ", ")))
 	}
 	n, _ := torch.CUDADeviceCount()
 	switch {
@@ -115,7 +122,11 @@ func findBLAS(showConfig string) BLAS {
 	if m := blasInfo.FindStringSubmatch(showConfig); m != nil {
 		b.Config = m[1]
 	}
-	b.Library = mappedBLAS("/proc/self/maps")
+	libs := mappedBLAS("/proc/self/maps")
+	if len(libs) > 0 {
+		b.Library = libs[0]
+	}
+	b.Others = libs[min(1, len(libs)):]
 	switch {
 	case b.Library != "":
 		b.Kind = torchprep.ClassifyBLAS(b.Library)
@@ -129,12 +140,15 @@ func findBLAS(showConfig string) BLAS {
 
 var blasLib = regexp.MustCompile(`^(libblas\.so|libopenblas.*\.so|libmkl_rt\.so|libblis.*\.so)`)
 
-func mappedBLAS(maps string) string {
+// mappedBLAS lists the distinct BLAS libraries mapped into the process, in
+// mapping order.
+func mappedBLAS(maps string) []string {
 	f, err := os.Open(maps)
 	if err != nil {
-		return ""
+		return nil
 	}
 	defer f.Close()
+	var out []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
@@ -142,14 +156,17 @@ func mappedBLAS(maps string) string {
 			continue
 		}
 		path := fields[5]
-		if blasLib.MatchString(filepath.Base(path)) {
-			if real, err := filepath.EvalSymlinks(path); err == nil {
-				return real
-			}
-			return path
+		if !blasLib.MatchString(filepath.Base(path)) {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			path = real
+		}
+		if !slices.Contains(out, path) {
+			out = append(out, path)
 		}
 	}
-	return ""
+	return out
 }
 
 // WriteText renders the report for a terminal.

@@ -99,7 +99,8 @@ func EnsureFastBLAS(ctx context.Context, lt *Libtorch, log io.Writer) error {
 	// Selected in manual mode even when it is already the automatic choice:
 	// a later package (numpy pulls the pthread OpenBLAS, priority 100 over
 	// OpenMP's 95) would otherwise switch it back.
-	for _, lib := range []string{"libblas.so.3", "liblapack.so.3"} {
+	// libtorch_cpu also links libopenblas.so.0 directly, a group of its own.
+	for _, lib := range []string{"libblas.so.3", "liblapack.so.3", "libopenblas.so.0"} {
 		alt := fmt.Sprintf("%s-%s-linux-gnu", lib, debianMultiarch())
 		target := filepath.Join(openmp, lib)
 		if !exists(target) {
