@@ -59,8 +59,8 @@ type BLAS struct {
 	Library string `json:"library,omitempty"` // mapped shared library, when one is
 	Kind    string `json:"kind"`              // reference, openblas-openmp, openblas-pthread, other, builtin
 	Config  string `json:"config,omitempty"`  // BLAS_INFO from libtorch's build config
-	// Others are further BLAS builds mapped at the same time: their symbols
-	// compete with Library's.
+	// Others are libraries of other BLAS builds mapped at the same time:
+	// their symbols compete with Library's.
 	Others []string `json:"others,omitempty"`
 }
 
@@ -126,7 +126,13 @@ func findBLAS(showConfig string) BLAS {
 	if len(libs) > 0 {
 		b.Library = libs[0]
 	}
-	b.Others = libs[min(1, len(libs)):]
+	// One build ships several files (libblas.so.3 and libopenblasp in the
+	// same directory); another build is what competes.
+	for _, l := range libs[min(1, len(libs)):] {
+		if torchprep.ClassifyBLAS(l) != torchprep.ClassifyBLAS(b.Library) {
+			b.Others = append(b.Others, l)
+		}
+	}
 	switch {
 	case b.Library != "":
 		b.Kind = torchprep.ClassifyBLAS(b.Library)
