@@ -7,8 +7,16 @@ import (
 	"net"
 	"time"
 
+	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
 )
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // Config configures a coordinator Server. Start from DefaultConfig.
 type Config struct {
@@ -49,6 +57,23 @@ type Config struct {
 	// NATSMaxPayload is the embedded server's max_payload; 0 means
 	// natsutil.DefaultMaxPayload (8 MiB).
 	NATSMaxPayload int32
+	// NATSUser and NATSPassword, when set, are required of every client
+	// of the embedded server (set both or neither).
+	NATSUser, NATSPassword string
+	// NATSTLSCert and NATSTLSKey (PEM files) turn on TLS for the embedded
+	// server's clients; NATSTLSCA, when set, also requires client
+	// certificates signed by that CA.
+	NATSTLSCert, NATSTLSKey, NATSTLSCA string
+	// Client are the options of the coordinator's own NATS connections (to
+	// its embedded server or NATSURL, and to Join): credentials and TLS. With
+	// NATSUser set and no Client credentials, those are used.
+	Client natsutil.ConnectOptions
+
+	// RaftTLSCert, RaftTLSKey and RaftTLSCA (PEM files) turn on mutual TLS
+	// on the raft transport: every coordinator presents its certificate and
+	// accepts only peers whose certificate RaftTLSCA signed. Set all three
+	// or none.
+	RaftTLSCert, RaftTLSKey, RaftTLSCA string
 
 	// Token is the join token every request must carry. Required.
 	Token string
@@ -134,6 +159,15 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			bad("%s: %v must be positive", name, d)
 		}
+	}
+	if (c.NATSUser == "") != (c.NATSPassword == "") {
+		bad("NATSUser/NATSPassword: set both or neither")
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		bad("NATSTLSCert/NATSTLSKey: set both or neither")
+	}
+	if n := btoi(c.RaftTLSCert != "") + btoi(c.RaftTLSKey != "") + btoi(c.RaftTLSCA != ""); n != 0 && n != 3 {
+		bad("RaftTLSCert/RaftTLSKey/RaftTLSCA: set all three or none")
 	}
 	if c.FailureThreshold < 1 {
 		bad("FailureThreshold: %d must be >= 1", c.FailureThreshold)

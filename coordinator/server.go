@@ -104,7 +104,9 @@ func (s *Server) poke() {
 func (s *Server) startNATS() error {
 	url := s.cfg.NATSURL
 	if url == "" {
-		o := natsutil.EmbeddedOptions{Host: s.cfg.NATSHost, Port: s.cfg.NATSPort, MaxPayload: s.cfg.NATSMaxPayload}
+		o := natsutil.EmbeddedOptions{Host: s.cfg.NATSHost, Port: s.cfg.NATSPort, MaxPayload: s.cfg.NATSMaxPayload,
+			Username: s.cfg.NATSUser, Password: s.cfg.NATSPassword,
+			TLSCert: s.cfg.NATSTLSCert, TLSKey: s.cfg.NATSTLSKey, TLSCA: s.cfg.NATSTLSCA}
 		if s.cfg.Logger != nil {
 			o.Logger = s.log.With("component", "nats")
 		}
@@ -151,10 +153,16 @@ func (s *Server) startNATS() error {
 		if host == "0.0.0.0" || host == "::" || host == "" {
 			host = "127.0.0.1"
 		}
-		url = "nats://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+		scheme := "nats"
+		if so.TLS {
+			scheme = "tls"
+		}
+		url = scheme + "://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 	}
 	s.clientURL = url
-	nc, err := natsutil.Connect(url, natsutil.ConnectOptions{Name: "herd-coord-" + s.cfg.ID, MaxReconnects: -1, Logger: s.log})
+	co := s.clientOptions("herd-coord-" + s.cfg.ID)
+	co.Logger = s.log
+	nc, err := natsutil.Connect(url, co)
 	if err != nil {
 		return err
 	}
@@ -184,7 +192,16 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("coordinator: raft addr: %w", err)
 	}
-	tr, err := raft.NewTCPTransport(s.cfg.RaftAddr, addr, 3, 10*time.Second, io.Discard)
+	var tr *raft.NetworkTransport
+	if s.cfg.RaftTLSCert != "" {
+		layer, lerr := newTLSStreamLayer(s.cfg.RaftAddr, addr, s.cfg.RaftTLSCert, s.cfg.RaftTLSKey, s.cfg.RaftTLSCA)
+		if lerr != nil {
+			return lerr
+		}
+		tr = raft.NewNetworkTransport(layer, 3, 10*time.Second, io.Discard)
+	} else {
+		tr, err = raft.NewTCPTransport(s.cfg.RaftAddr, addr, 3, 10*time.Second, io.Discard)
+	}
 	if err != nil {
 		return fmt.Errorf("coordinator: raft transport on %s: %w", s.cfg.RaftAddr, err)
 	}
@@ -210,10 +227,25 @@ func (s *Server) startRaft() error {
 	return nil
 }
 
+// clientOptions are the options of the coordinator's own connections.
+func (s *Server) clientOptions(name string) natsutil.ConnectOptions {
+	co := s.cfg.Client
+	co.Name, co.MaxReconnects = name, -1
+	if co.User == "" && co.Token == "" && co.NkeySeedFile == "" && co.CredsFile == "" && s.cfg.NATSUser != "" {
+		co.User, co.Password = s.cfg.NATSUser, s.cfg.NATSPassword
+	}
+	if co.TLSCA == "" && s.cfg.NATSTLSCert != "" && s.cfg.NATSURL == "" {
+		// Its own server: the certificate may name another host than the
+		// loopback address the coordinator dials.
+		co.TLSInsecureSkipVerify = true
+	}
+	return co
+}
+
 // joinLoop asks the cluster's leader to add this node as a voter until it
 // is one.
 func (s *Server) joinLoop() {
-	nc, err := natsutil.Connect(s.cfg.Join, natsutil.ConnectOptions{Name: "herd-coord-join-" + s.cfg.ID, MaxReconnects: -1})
+	nc, err := natsutil.Connect(s.cfg.Join, s.clientOptions("herd-coord-join-"+s.cfg.ID))
 	if err != nil {
 		s.log.Error("join: cannot reach the cluster", "url", s.cfg.Join, "err", err)
 		return

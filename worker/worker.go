@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,7 +128,13 @@ func New(cfg Config) (*Worker, error) {
 	co.Logger = w.log
 	nc, err := natsutil.Connect(cfg.URL, co)
 	if err != nil {
-		return nil, fmt.Errorf("worker: cannot reach the coordinators at %s: %w", cfg.URL, err)
+		hint := "is a coordinator running there?"
+		if low := strings.ToLower(fmt.Sprint(errors.Unwrap(err))); strings.Contains(low, "authorization") {
+			hint = "pass --nats-user and --nats-password"
+		} else if strings.Contains(low, "tls") || strings.Contains(low, "x509") || strings.Contains(low, "certificate") {
+			hint = "pass the CA of the coordinators' certificate with --nats-ca and a tls:// URL"
+		}
+		return nil, fmt.Errorf("worker: cannot reach the coordinators at %s: %w (%s)", cfg.URL, err, hint)
 	}
 	co.Name += "-collective"
 	co.NoEcho = true

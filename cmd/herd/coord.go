@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herdml/herd/coordinator"
+	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
 )
 
@@ -33,6 +34,25 @@ func newLogger(c *cli.Context, level slog.Level) (*slog.Logger, error) {
 	}
 }
 
+// natsClientFlags authenticate a NATS connection to the coordinators (see
+// docs/security.md); every command that connects takes them.
+var natsClientFlags = []cli.Flag{
+	&cli.StringFlag{Name: "nats-user", EnvVars: []string{"HERD_NATS_USER"}, Usage: "NATS user name, when the coordinators require one"},
+	&cli.StringFlag{Name: "nats-password", EnvVars: []string{"HERD_NATS_PASSWORD"}, Usage: "NATS password"},
+	&cli.StringFlag{Name: "nats-ca", EnvVars: []string{"HERD_NATS_CA"}, Usage: "CA certificate (PEM) that signed the coordinators' NATS TLS certificates"},
+	&cli.StringFlag{Name: "nats-cert", Usage: "client certificate (PEM), when the coordinators require one"},
+	&cli.StringFlag{Name: "nats-key", Usage: "client certificate key (PEM)"},
+}
+
+// natsClientOptions reads natsClientFlags.
+func natsClientOptions(c *cli.Context) natsutil.ConnectOptions {
+	return natsutil.ConnectOptions{User: c.String("nats-user"), Password: c.String("nats-password"),
+		TLSCA: c.String("nats-ca"), TLSCert: c.String("nats-cert"), TLSKey: c.String("nats-key")}
+}
+
+// withNATS appends the NATS client flags to a command's flags.
+func withNATS(flags ...cli.Flag) []cli.Flag { return append(flags, natsClientFlags...) }
+
 var (
 	coordFlag = &cli.StringFlag{Name: "coord", Value: "nats://127.0.0.1:4222", EnvVars: []string{"HERD_COORD"},
 		Usage: "NATS URL of any coordinator (comma-separated for several)"}
@@ -51,7 +71,7 @@ func coordCommand() *cli.Command {
 					"(a NATS URL of a running coordinator). A coordinator restarted with its --data-dir recovers its state " +
 					"and needs neither. Clustered coordinators route their embedded NATS servers to each other " +
 					"(--nats-cluster-addr and --nats-routes), so workers and the CLI may use any of them.",
-				Flags: []cli.Flag{
+				Flags: withNATS(
 					&cli.StringFlag{Name: "id", Required: true, Usage: "this coordinator's id (letters, digits, - and _)"},
 					&cli.StringFlag{Name: "data-dir", Required: true, Usage: "raft log, stable store and snapshots"},
 					&cli.StringFlag{Name: "raft-addr", Required: true, Usage: "HOST:PORT of the raft transport, reachable by the other coordinators"},
@@ -67,14 +87,20 @@ func coordCommand() *cli.Command {
 					&cli.DurationFlag{Name: "heartbeat", Value: 2 * time.Second, Usage: "idle workers' heartbeat interval"},
 					&cli.DurationFlag{Name: "wait-timeout", Value: 30 * time.Minute, Usage: "how long a job that lost its workers waits for them"},
 					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-				},
+					&cli.StringFlag{Name: "nats-tls-cert", Usage: "TLS certificate (PEM) of the embedded NATS server's client port"},
+					&cli.StringFlag{Name: "nats-tls-key", Usage: "its key (PEM)"},
+					&cli.StringFlag{Name: "nats-tls-ca", Usage: "require NATS client certificates signed by this CA (PEM)"},
+					&cli.StringFlag{Name: "raft-tls-cert", Usage: "mutual TLS on the raft transport: this coordinator's certificate (PEM)"},
+					&cli.StringFlag{Name: "raft-tls-key", Usage: "its key (PEM)"},
+					&cli.StringFlag{Name: "raft-tls-ca", Usage: "the CA (PEM) that signed every coordinator's raft certificate"},
+				),
 				Action: coordStart,
 			},
 			{
 				Name:  "add-voter",
 				Usage: "add a coordinator to the raft cluster (what --join does)",
-				Flags: []cli.Flag{coordFlag, tokenFlag,
-					&cli.StringFlag{Name: "id", Required: true}, &cli.StringFlag{Name: "raft-addr", Required: true}},
+				Flags: withNATS(coordFlag, tokenFlag,
+					&cli.StringFlag{Name: "id", Required: true}, &cli.StringFlag{Name: "raft-addr", Required: true}),
 				Action: func(c *cli.Context) error {
 					var ci proto.ClusterInfo
 					if err := apiCall(c, proto.SubjectAddVoter, proto.AddVoterRequest{ID: c.String("id"), RaftAddr: c.String("raft-addr")}, &ci); err != nil {
@@ -87,7 +113,7 @@ func coordCommand() *cli.Command {
 			{
 				Name:  "remove-voter",
 				Usage: "remove a coordinator from the raft cluster",
-				Flags: []cli.Flag{coordFlag, tokenFlag, &cli.StringFlag{Name: "id", Required: true}},
+				Flags: withNATS(coordFlag, tokenFlag, &cli.StringFlag{Name: "id", Required: true}),
 				Action: func(c *cli.Context) error {
 					var ci proto.ClusterInfo
 					if err := apiCall(c, proto.SubjectRemoveVoter, proto.RemoveVoterRequest{ID: c.String("id")}, &ci); err != nil {
@@ -134,6 +160,10 @@ func coordStart(c *cli.Context) error {
 	cfg.NATSHost, cfg.NATSPort = c.String("nats-host"), c.Int("nats-port")
 	cfg.NATSClusterAddr, cfg.NATSRoutes, cfg.NATSURL = c.String("nats-cluster-addr"), splitList(c.StringSlice("nats-routes")), c.String("nats-url")
 	cfg.Token = c.String("token")
+	cfg.NATSUser, cfg.NATSPassword = c.String("nats-user"), c.String("nats-password")
+	cfg.NATSTLSCert, cfg.NATSTLSKey, cfg.NATSTLSCA = c.String("nats-tls-cert"), c.String("nats-tls-key"), c.String("nats-tls-ca")
+	cfg.RaftTLSCert, cfg.RaftTLSKey, cfg.RaftTLSCA = c.String("raft-tls-cert"), c.String("raft-tls-key"), c.String("raft-tls-ca")
+	cfg.Client = natsClientOptions(c)
 	cfg.RaftTimeout, cfg.Heartbeat, cfg.WaitTimeout = c.Duration("raft-timeout"), c.Duration("heartbeat"), c.Duration("wait-timeout")
 	cfg.Logger = log
 	srv, err := coordinator.Start(cfg)
@@ -183,7 +213,7 @@ func apiCall(c *cli.Context, subject string, req, res any) error {
 	if token == "" {
 		return cli.Exit("no join token: pass --token or set HERD_TOKEN (the --token the coordinators were started with)", 2)
 	}
-	nc, err := dialCoord(c.String("coord"))
+	nc, err := dialCoord(c.String("coord"), natsClientOptions(c))
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}

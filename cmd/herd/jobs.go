@@ -21,9 +21,17 @@ import (
 
 var timeoutFlag = &cli.DurationFlag{Name: "timeout", Value: 15 * time.Second, Usage: "how long to wait for a coordinator to answer"}
 
-func dialCoord(url string) (*nats.Conn, error) {
-	nc, err := natsutil.Connect(url, natsutil.ConnectOptions{Name: "herd-cli", Timeout: 5 * time.Second})
+func dialCoord(url string, o natsutil.ConnectOptions) (*nats.Conn, error) {
+	o.Name, o.Timeout = "herd-cli", 5*time.Second
+	nc, err := natsutil.Connect(url, o)
 	if err != nil {
+		low := strings.ToLower(fmt.Sprint(errors.Unwrap(err)))
+		switch {
+		case strings.Contains(low, "authorization"):
+			return nil, fmt.Errorf("the coordinators' NATS server at %s refused the connection: %v (pass --nats-user and --nats-password, or HERD_NATS_USER and HERD_NATS_PASSWORD)", url, errors.Unwrap(err))
+		case strings.Contains(low, "tls") || strings.Contains(low, "x509") || strings.Contains(low, "certificate"):
+			return nil, fmt.Errorf("TLS with the coordinators' NATS server at %s failed: %v (pass the CA that signed its certificate with --nats-ca, and a tls:// URL)", url, errors.Unwrap(err))
+		}
 		return nil, fmt.Errorf("cannot reach a coordinator at %s: %v (is `herd coord start` running there? check --coord or HERD_COORD)", url, errors.Unwrap(err))
 	}
 	return nc, nil
@@ -47,8 +55,8 @@ func submitCommand() *cli.Command {
 		ArgsUsage: "CONFIG",
 		Description: "Relative paths in the config (model.path, dataset files, output_dir) are made absolute here: " +
 			"the workers must see them under the same paths (a shared file system).",
-		Flags: []cli.Flag{coordFlag, tokenFlag, setFlag, timeoutFlag,
-			&cli.BoolFlag{Name: "skip-path-check", Usage: "do not check here that the model and data files exist (when only the workers see them)"}},
+		Flags: withNATS(coordFlag, tokenFlag, setFlag, timeoutFlag,
+			&cli.BoolFlag{Name: "skip-path-check", Usage: "do not check here that the model and data files exist (when only the workers see them)"}),
 		Action: func(c *cli.Context) error {
 			path, err := oneArg(c, "CONFIG")
 			if err != nil {
@@ -129,7 +137,7 @@ func jobsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "jobs",
 		Usage: "list the cluster's jobs",
-		Flags: []cli.Flag{coordFlag, tokenFlag, timeoutFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Flags: withNATS(coordFlag, tokenFlag, timeoutFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 		Action: func(c *cli.Context) error {
 			var res proto.JobsResult
 			if err := apiCall(c, proto.SubjectJobs, proto.JobsRequest{}, &res); err != nil {
@@ -167,7 +175,7 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show a job, or the whole cluster (coordinators, workers, jobs)",
 		ArgsUsage: "[JOB]",
-		Flags:     []cli.Flag{coordFlag, tokenFlag, timeoutFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Flags:     withNATS(coordFlag, tokenFlag, timeoutFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
 				return cli.Exit("status expects at most one argument, JOB", 2)
@@ -239,7 +247,7 @@ func cancelCommand() *cli.Command {
 		Name:      "cancel",
 		Usage:     "cancel a job",
 		ArgsUsage: "JOB",
-		Flags:     []cli.Flag{coordFlag, tokenFlag, timeoutFlag},
+		Flags:     withNATS(coordFlag, tokenFlag, timeoutFlag),
 		Action: func(c *cli.Context) error {
 			id, err := oneArg(c, "JOB")
 			if err != nil {
@@ -260,9 +268,9 @@ func logsCommand() *cli.Command {
 		Name:      "logs",
 		Usage:     "print a job's log: events and per-step statistics",
 		ArgsUsage: "JOB",
-		Flags: []cli.Flag{coordFlag, tokenFlag, timeoutFlag,
+		Flags: withNATS(coordFlag, tokenFlag, timeoutFlag,
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the job ends"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per entry"}},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per entry"}),
 		Action: func(c *cli.Context) error {
 			id, err := oneArg(c, "JOB")
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/herdml/herd/configs"
 	"github.com/herdml/herd/coordinator"
+	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
 	"github.com/herdml/herd/worker"
 	"github.com/herdml/herd/worker/torchengine"
@@ -154,7 +155,7 @@ func train(c *cli.Context) error {
 		})
 	}
 
-	nc, err := dialCoord(srv.ClientURL())
+	nc, err := dialCoord(srv.ClientURL(), natsutil.ConnectOptions{})
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}

@@ -30,13 +30,13 @@ func workerCommand() *cli.Command {
 				"Several devices (--devices cuda:0,cuda:1) form one worker that spreads its micro-batches over them " +
 				"and sums their gradients locally before the network; --worker-per-device runs one worker per device " +
 				"instead (named ID-0, ID-1, ...).",
-			Flags: []cli.Flag{coordFlag, tokenFlag,
+			Flags: withNATS(coordFlag, tokenFlag,
 				&cli.StringFlag{Name: "devices", Value: "cpu", Usage: "cpu or cuda:N[,cuda:M...]"},
 				&cli.BoolFlag{Name: "worker-per-device", Usage: "one worker per device instead of one worker over all of them"},
 				&cli.StringFlag{Name: "id", Usage: "worker id (default: host name and process id)"},
 				&cli.StringFlag{Name: "cache-dir", Usage: "cache tokenized data here (default: in memory)"},
 				&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-			},
+			),
 			Action: workerJoin,
 		}},
 	}
@@ -105,7 +105,7 @@ func workerJoin(c *cli.Context) error {
 			wid = fmt.Sprintf("%s-%d", id, i)
 		}
 		w, err := worker.New(worker.Config{
-			ID: wid, Device: dev, URL: c.String("coord"), Token: c.String("token"),
+			ID: wid, Device: dev, URL: c.String("coord"), Token: c.String("token"), Connect: natsClientOptions(c),
 			NewEngine: torchengine.New, LoadData: worker.LoadDataset(c.String("cache-dir")),
 			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP"),
 			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond,
