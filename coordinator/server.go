@@ -397,3 +397,11 @@ func (s *Server) WaitApplied(timeout time.Duration) error {
 	}
 	return nil
 }
+
+// Snapshot makes raft take a snapshot of the FSM now (and compact its log).
+func (s *Server) Snapshot() error {
+	if err := s.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("coordinator: snapshot: %w", err)
+	}
+	return nil
+}

@@ -239,3 +239,38 @@ func TestWorkerLossAndWaiting(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRestartFromSnapshot: a coordinator restarted from a data dir whose
+// log was compacted into a snapshot recovers the same state.
+func TestRestartFromSnapshot(t *testing.T) {
+	testutil.VerifyNoLeaks(t)
+	c := testutil.MakeCluster(t, 1, nil)
+	nc := c.Connect()
+	for range 5 {
+		submit(t, nc, tinyYAML)
+	}
+	if err := c.Servers[0].Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	submit(t, nc, tinyYAML) // one more entry after the snapshot
+	want := c.Servers[0].State()
+	nc.Close()
+	c.Stop(0)
+	cfg := c.Configs[0]
+	cfg.Bootstrap = false
+	c.Configs[0] = cfg
+	c.Start(0)
+	c.WaitForLeader(10 * time.Second)
+	if err := c.Servers[0].WaitApplied(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := c.Servers[0].State()
+	if len(got.Jobs) != 6 || got.JobSeq != want.JobSeq {
+		t.Fatalf("restored %d jobs (seq %d), want 6 (seq %d)", len(got.Jobs), got.JobSeq, want.JobSeq)
+	}
+	for id, j := range want.Jobs {
+		if g := got.Jobs[id]; g == nil || g.Status != j.Status || g.ConfigYAML != j.ConfigYAML || g.GlobalBatch != j.GlobalBatch || len(g.Log) != len(j.Log) {
+			t.Fatalf("job %s: %+v, want %+v", id, g, j)
+		}
+	}
+}

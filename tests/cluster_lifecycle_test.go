@@ -49,8 +49,16 @@ func TestClusterCancel(t *testing.T) {
 	c.worker("b", stepDelayEnv)
 	id := c.submit(cfg, "cluster.workers=2")
 	c.waitJob(id, 60*time.Second, func(j proto.JobInfo) bool { return j.Step >= 3 })
+	follow := start(t, "logs", nil, "logs", id, "--follow", "--coord", c.urls(), "--token", clusterToken)
 	if r := herd(t, nil, "cancel", id, "--coord", c.urls(), "--token", clusterToken); r.code != 0 || !strings.Contains(r.stdout, "cancelled") {
 		t.Fatalf("cancel: exit %d", r.code)
+	}
+	// `herd logs --follow` prints the steps and ends with the job.
+	if !follow.exitedWithin(20*time.Second) || follow.cmd.ProcessState.ExitCode() != 0 {
+		t.Fatalf("logs --follow did not end with the job:\n%s", follow.out.String())
+	}
+	if out := follow.out.String(); !strings.Contains(out, "step 3/100000 loss") || !strings.Contains(out, "cancelled: by request") {
+		t.Fatalf("logs --follow:\n%s", tail(out, 2000))
 	}
 	// The workers leave the job and take the next one.
 	next := c.submit(writeConfig(t, filepath.Join(t.TempDir(), "out2"), 5, 2, 4, ""), "cluster.workers=2")
