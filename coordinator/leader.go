@@ -72,9 +72,19 @@ type liveness struct {
 
 // lead serves as leader until ctx ends.
 func (s *Server) lead(ctx context.Context) {
-	if err := s.raft.Barrier(s.cfg.ApplyTimeout).Error(); err != nil {
+	// Serve only once the FSM has applied the whole log; retry while this
+	// node still leads.
+	for {
+		err := s.raft.Barrier(s.cfg.ApplyTimeout).Error()
+		if err == nil {
+			break
+		}
 		s.log.Warn("leader barrier failed", "err", err)
-		return
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.cfg.Tick):
+		}
 	}
 	l := &leader{s: s, since: time.Now(), live: map[string]*liveness{}, stats: map[string][]proto.StepStat{}}
 	s.log.Info("leading", "index", s.fsm.Index())
