@@ -64,6 +64,11 @@ type Config struct {
 	// server's clients; NATSTLSCA, when set, also requires client
 	// certificates signed by that CA.
 	NATSTLSCert, NATSTLSKey, NATSTLSCA string
+	// JetStream turns on JetStream in the embedded server (store under
+	// DataDir/jetstream), for the checkpoint object store of workers
+	// without a shared file system (`herd worker join --checkpoint-store
+	// nats`). Every clustered coordinator must set it alike.
+	JetStream bool
 	// Client are the options of the coordinator's own NATS connections (to
 	// its embedded server or NATSURL, and to Join): credentials and TLS. With
 	// NATSUser set and no Client credentials, those are used.

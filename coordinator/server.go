@@ -107,6 +107,9 @@ func (s *Server) startNATS() error {
 		o := natsutil.EmbeddedOptions{Host: s.cfg.NATSHost, Port: s.cfg.NATSPort, MaxPayload: s.cfg.NATSMaxPayload,
 			Username: s.cfg.NATSUser, Password: s.cfg.NATSPassword,
 			TLSCert: s.cfg.NATSTLSCert, TLSKey: s.cfg.NATSTLSKey, TLSCA: s.cfg.NATSTLSCA}
+		if s.cfg.JetStream {
+			o.JetStream, o.StoreDir = true, filepath.Join(s.cfg.DataDir, "jetstream")
+		}
 		if s.cfg.Logger != nil {
 			o.Logger = s.log.With("component", "nats")
 		}

@@ -141,13 +141,14 @@ func (n *coordNode) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.n
 type testCluster struct {
 	t     *testing.T
 	nodes []*coordNode
+	extra []string // more `coord start` flags
 }
 
 // startCluster starts n coordinators (raft timeout 300ms, heartbeat 100ms)
-// and waits until they answer.
-func startCluster(t *testing.T, n int) *testCluster {
+// and waits until they answer. extra are more `coord start` flags.
+func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t}
+	c := &testCluster{t: t, extra: extra}
 	dir := t.TempDir()
 	for i := range n {
 		c.nodes = append(c.nodes, &coordNode{id: fmt.Sprintf("c%d", i), dataDir: filepath.Join(dir, fmt.Sprintf("c%d", i)),
@@ -189,6 +190,7 @@ func (c *testCluster) start(i int, first bool) {
 	if len(c.nodes) > 1 {
 		args = append(args, "--nats-cluster-addr", nd.clusterAddr, "--nats-routes", strings.Join(nd.routes, ","))
 	}
+	args = append(args, c.extra...)
 	if first {
 		if i == 0 {
 			args = append(args, "--bootstrap")

@@ -71,3 +71,51 @@ func TestClusterCancel(t *testing.T) {
 		t.Fatalf("jobs:\n%s", r.stdout)
 	}
 }
+
+// TestClusterObjectStoreCheckpoints: workers without a shared file system
+// keep checkpoints in the coordinators' JetStream object store. The only
+// worker dies after the step-10 checkpoint; a new one restores it from the
+// store; `herd fetch` copies the final adapter out, equal to an
+// uninterrupted run's.
+func TestClusterObjectStoreCheckpoints(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	cfg := writeConfig(t, out, 30, 2, 4, "")
+	ref := referenceAdapter(t, cfg)
+
+	c := startCluster(t, 1, "--jetstream")
+	c.workerArgs("a", []string{stepDelayEnv, "HERD_TEST_KILL_AT_STEP=13"}, "--checkpoint-store", "nats")
+	id := c.submit(cfg)
+	j := c.waitJob(id, 60*time.Second, func(j proto.JobInfo) bool { return j.Status == proto.StatusWaiting })
+	if n := len(j.Checkpoints); n == 0 || !strings.HasPrefix(j.Checkpoints[n-1].Path, "nats-object://herd-checkpoints/"+id+"/checkpoint-10") {
+		t.Fatalf("checkpoints %+v", j.Checkpoints)
+	}
+	c.workerArgs("b", []string{stepDelayEnv}, "--checkpoint-store", "nats")
+	j = c.waitJob(id, 60*time.Second, func(j proto.JobInfo) bool { return j.Status == proto.StatusCompleted })
+	if !strings.HasPrefix(j.Adapter, "nats-object://") {
+		t.Fatalf("adapter %s", j.Adapter)
+	}
+	assertAbsent(t, filepath.Join(out, "checkpoints"))
+	dir := filepath.Join(t.TempDir(), "adapter")
+	if r := herd(t, nil, "fetch", id, "--out", dir, "--coord", c.urls(), "--token", clusterToken); r.code != 0 {
+		t.Fatalf("fetch: exit %d", r.code)
+	}
+	d := maxDiff(t, ref, readAdapter(t, dir))
+	t.Logf("max |fetched adapter - reference| = %.3g", d)
+	if d > equivTolerance {
+		t.Fatalf("adapter differs from the uninterrupted run by %g", d)
+	}
+}
+
+// TestClusterObjectStoreClustered: JetStream on three clustered
+// coordinators serves the checkpoint store too.
+func TestClusterObjectStoreClustered(t *testing.T) {
+	c := startCluster(t, 3, "--jetstream")
+	c.workerArgs("a", nil, "--checkpoint-store", "nats")
+	id := c.submit(writeConfig(t, filepath.Join(t.TempDir(), "out"), 6, 2, 4, ""))
+	j := c.waitJob(id, 90*time.Second, func(j proto.JobInfo) bool { return j.Status == proto.StatusCompleted })
+	dir := filepath.Join(t.TempDir(), "adapter")
+	if r := herd(t, nil, "fetch", id, "--out", dir, "--coord", c.urls(), "--token", clusterToken); r.code != 0 {
+		t.Fatalf("fetch %s: exit %d", j.Adapter, r.code)
+	}
+	readAdapter(t, dir)
+}

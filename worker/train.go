@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -239,7 +240,7 @@ func (j *job) runEpoch(ctx context.Context, a *proto.Assignment) error {
 		}
 		if w.paused.Load() {
 			if a.Rank == 0 {
-				if err := j.checkpoint(ctx, a, true); err != nil {
+				if _, err := j.checkpoint(ctx, a, true); err != nil {
 					log.Error("checkpoint on pause", "err", err)
 				}
 			}
@@ -278,7 +279,19 @@ func (j *job) sync(ctx context.Context, m *collective.Member, a *proto.Assignmen
 		}
 	}
 	if cp := a.Checkpoint; cp != nil && cp.Step > best {
-		step, err := j.eng.Restore(cp.Path)
+		dir := cp.Path
+		if IsObjectRef(cp.Path) {
+			tmp, err := os.MkdirTemp("", "herd-restore-")
+			if err != nil {
+				return culpritError{err}
+			}
+			defer os.RemoveAll(tmp)
+			if err := DownloadCheckpoint(j.w.nc, cp.Path, tmp); err != nil {
+				return culpritError{err}
+			}
+			dir = tmp
+		}
+		step, err := j.eng.Restore(dir)
 		if err != nil {
 			return culpritError{fmt.Errorf("restore checkpoint %s: %w", cp.Path, err)}
 		}
@@ -388,7 +401,7 @@ func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignmen
 		w.publish(proto.SubjectStep, proto.StepReport{WorkerID: w.cfg.ID, Job: j.id, Epoch: a.Epoch, Stat: stat})
 	}
 	if every := j.cfg.Training.CheckpointEvery; every > 0 && st.Step%every == 0 && st.Step < j.total {
-		if err := j.checkpoint(ctx, a, false); err != nil {
+		if _, err := j.checkpoint(ctx, a, false); err != nil {
 			w.log.Error("checkpoint", "step", st.Step, "err", err)
 		}
 	}
@@ -400,24 +413,43 @@ func (j *job) checkpointDir(step int) string {
 	return filepath.Join(j.cfg.OutputDir, "checkpoints", fmt.Sprintf("checkpoint-%d", step))
 }
 
-// checkpoint saves the current state and records it with the coordinator.
-func (j *job) checkpoint(ctx context.Context, a *proto.Assignment, paused bool) error {
+// checkpoint saves the current state, records it with the coordinator and
+// returns where it is: a directory under output_dir, or an object store
+// reference.
+func (j *job) checkpoint(ctx context.Context, a *proto.Assignment, paused bool) (string, error) {
 	step := j.eng.Step()
 	dir := j.checkpointDir(step)
+	if j.w.cfg.CheckpointStore == StoreNATS {
+		tmp, err := os.MkdirTemp("", "herd-checkpoint-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(tmp)
+		dir = filepath.Join(tmp, fmt.Sprintf("checkpoint-%d", step))
+	}
 	pos, _ := json.Marshal(j.plan.At(step))
 	if err := j.eng.Save(dir, pos); err != nil {
-		return err
+		return "", err
 	}
-	return j.w.report(ctx, proto.SubjectCheckpoint, proto.CheckpointReport{WorkerID: j.w.cfg.ID, Job: j.id, Epoch: a.Epoch, Step: step, Path: dir, Paused: paused})
+	where := dir
+	if j.w.cfg.CheckpointStore == StoreNATS {
+		ref, err := UploadCheckpoint(j.w.nc, dir, fmt.Sprintf("%s/checkpoint-%d", j.id, step))
+		if err != nil {
+			return "", err
+		}
+		where = ref
+	}
+	return where, j.w.report(ctx, proto.SubjectCheckpoint, proto.CheckpointReport{WorkerID: j.w.cfg.ID, Job: j.id, Epoch: a.Epoch, Step: step, Path: where, Paused: paused})
 }
 
 // finish saves the final checkpoint (the adapter) and reports completion.
 func (j *job) finish(ctx context.Context, a *proto.Assignment) error {
-	if err := j.checkpoint(ctx, a, false); err != nil {
+	where, err := j.checkpoint(ctx, a, false)
+	if err != nil {
 		return fmt.Errorf("final checkpoint: %w", err)
 	}
 	return j.w.report(ctx, proto.SubjectComplete, proto.CompleteReport{WorkerID: j.w.cfg.ID, Job: j.id, Epoch: a.Epoch,
-		Step: j.eng.Step(), Adapter: j.checkpointDir(j.eng.Step()), Loss: j.loss})
+		Step: j.eng.Step(), Adapter: where, Loss: j.loss})
 }
 
 // reportTimeout bounds a report to the leader (retried through elections).

@@ -51,6 +51,11 @@ type Config struct {
 	// an error (once) when taking step FailAtStep, or the process SIGKILLs
 	// itself before step KillAtStep's all-reduce. 0 is off.
 	FailAtStep, KillAtStep int
+	// CheckpointStore is where this worker, as rank 0, saves checkpoints:
+	// StoreFiles (default: output_dir, shared by the workers) or StoreNATS
+	// (the coordinators' JetStream object store). Any worker restores from
+	// either.
+	CheckpointStore string
 	// StepDelay slows every step down (tests that must act between steps).
 	StepDelay time.Duration
 	// Logger receives the worker's log; nil discards it.
@@ -111,6 +116,13 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.ResolveModel == nil {
 		cfg.ResolveModel = hub.Resolve
+	}
+	switch cfg.CheckpointStore {
+	case "":
+		cfg.CheckpointStore = StoreFiles
+	case StoreFiles, StoreNATS:
+	default:
+		return nil, fmt.Errorf("worker: CheckpointStore %q: want %s or %s", cfg.CheckpointStore, StoreFiles, StoreNATS)
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 30 * time.Second

@@ -82,6 +82,7 @@ func coordCommand() *cli.Command {
 					&cli.StringFlag{Name: "nats-cluster-addr", Usage: "HOST:PORT where the embedded NATS server accepts routes from the other coordinators"},
 					&cli.StringSliceFlag{Name: "nats-routes", Usage: "the other coordinators' --nats-cluster-addr (repeatable or comma-separated)"},
 					&cli.StringFlag{Name: "nats-url", Usage: "use this external NATS cluster instead of an embedded server"},
+					&cli.BoolFlag{Name: "jetstream", Usage: "turn on JetStream (the checkpoint store of workers without a shared file system); set it on every coordinator"},
 					tokenFlag,
 					&cli.DurationFlag{Name: "raft-timeout", Value: time.Second, Usage: "raft heartbeat and election timeout"},
 					&cli.DurationFlag{Name: "heartbeat", Value: 2 * time.Second, Usage: "idle workers' heartbeat interval"},
@@ -160,6 +161,7 @@ func coordStart(c *cli.Context) error {
 	cfg.NATSHost, cfg.NATSPort = c.String("nats-host"), c.Int("nats-port")
 	cfg.NATSClusterAddr, cfg.NATSRoutes, cfg.NATSURL = c.String("nats-cluster-addr"), splitList(c.StringSlice("nats-routes")), c.String("nats-url")
 	cfg.Token = c.String("token")
+	cfg.JetStream = c.Bool("jetstream")
 	cfg.NATSUser, cfg.NATSPassword = c.String("nats-user"), c.String("nats-password")
 	cfg.NATSTLSCert, cfg.NATSTLSKey, cfg.NATSTLSCA = c.String("nats-tls-cert"), c.String("nats-tls-key"), c.String("nats-tls-ca")
 	cfg.RaftTLSCert, cfg.RaftTLSKey, cfg.RaftTLSCA = c.String("raft-tls-cert"), c.String("raft-tls-key"), c.String("raft-tls-ca")

@@ -17,6 +17,7 @@ import (
 	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
 	"github.com/herdml/herd/model/hub"
+	"github.com/herdml/herd/worker"
 )
 
 var timeoutFlag = &cli.DurationFlag{Name: "timeout", Value: 15 * time.Second, Usage: "how long to wait for a coordinator to answer"}
@@ -314,4 +315,53 @@ func formatLog(e proto.LogEntry) string {
 			ts, s.Step, s.TotalSteps, s.Loss, s.LR, s.GradNorm, s.Tokens, s.World, s.StepMs, s.AllReduceMs, s.TokensPerSec)
 	}
 	return fmt.Sprintf("%s %s", ts, e.Message)
+}
+
+func fetchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "fetch",
+		Usage:     "copy a job's adapter (or a checkpoint) out of the coordinators' object store",
+		ArgsUsage: "JOB",
+		Description: "For jobs whose workers keep checkpoints in the JetStream object store (--checkpoint-store nats). " +
+			"Writes the PEFT adapter, optimizer and trainer state files to --out.",
+		Flags: withNATS(coordFlag, tokenFlag, timeoutFlag,
+			&cli.StringFlag{Name: "out", Required: true, Usage: "directory to write"},
+			&cli.IntFlag{Name: "step", Usage: "the checkpoint of this step (default: the final adapter, else the latest checkpoint)"}),
+		Action: func(c *cli.Context) error {
+			id, err := oneArg(c, "JOB")
+			if err != nil {
+				return err
+			}
+			var res proto.StatusResult
+			if err := apiCall(c, proto.SubjectStatus, proto.StatusRequest{Job: id}, &res); err != nil {
+				return err
+			}
+			j := res.Job
+			ref := j.Adapter
+			if step := c.Int("step"); step > 0 || ref == "" {
+				ref = ""
+				for _, cp := range j.Checkpoints {
+					if step == 0 || cp.Step == step {
+						ref = cp.Path
+					}
+				}
+			}
+			if ref == "" {
+				return cli.Exit(fmt.Sprintf("job %s has no such checkpoint (see `herd status %s`)", id, id), 1)
+			}
+			if !worker.IsObjectRef(ref) {
+				return cli.Exit(fmt.Sprintf("%s is on the workers' file system, not in the object store: copy it from there", ref), 1)
+			}
+			nc, err := dialCoord(c.String("coord"), natsClientOptions(c))
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			defer nc.Close()
+			if err := worker.DownloadCheckpoint(nc, ref, c.String("out")); err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			fmt.Fprintf(c.App.Writer, "%s -> %s\n", ref, c.String("out"))
+			return nil
+		},
+	}
 }

@@ -63,6 +63,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			logsCommand(),
 			workerCommand(),
 			trainCommand(),
+			fetchCommand(),
 			scoreCommand(),
 			datasetCommand(),
 		},

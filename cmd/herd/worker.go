@@ -35,6 +35,7 @@ func workerCommand() *cli.Command {
 				&cli.BoolFlag{Name: "worker-per-device", Usage: "one worker per device instead of one worker over all of them"},
 				&cli.StringFlag{Name: "id", Usage: "worker id (default: host name and process id)"},
 				&cli.StringFlag{Name: "cache-dir", Usage: "cache tokenized data here (default: in memory)"},
+				&cli.StringFlag{Name: "checkpoint-store", Value: "files", Usage: "files (output_dir on a shared file system) or nats (the coordinators' JetStream object store)"},
 				&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			),
 			Action: workerJoin,
@@ -106,7 +107,8 @@ func workerJoin(c *cli.Context) error {
 		}
 		w, err := worker.New(worker.Config{
 			ID: wid, Device: dev, URL: c.String("coord"), Token: c.String("token"), Connect: natsClientOptions(c),
-			NewEngine: torchengine.New, LoadData: worker.LoadDataset(c.String("cache-dir")),
+			CheckpointStore: c.String("checkpoint-store"),
+			NewEngine:       torchengine.New, LoadData: worker.LoadDataset(c.String("cache-dir")),
 			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP"),
 			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond,
 			Logger:    log,
