@@ -322,6 +322,9 @@ func (s *Server) Close() error {
 			}
 		}
 		if s.transport != nil {
+			// Close the pooled outbound connections too, so that the
+			// peers' handlers of them end.
+			s.transport.CloseStreams()
 			errs = append(errs, s.transport.Close())
 		}
 		if s.store != nil {

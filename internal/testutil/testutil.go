@@ -94,7 +94,6 @@ func LeakOptions() []goleak.Option {
 	return []goleak.Option{
 		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*Server).logRejectedTLSConns"),
 		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
 		goleak.IgnoreAnyFunction("github.com/hashicorp/raft-boltdb/v2.(*BoltStore).runMetricsCollector"),
 		goleak.IgnoreAnyFunction("github.com/hashicorp/go-metrics.(*InmemSignal).run"),
 		goleak.IgnoreAnyFunction("github.com/armon/go-metrics.(*InmemSignal).run"),
