@@ -104,6 +104,10 @@ type Config struct {
 	// WaitTimeout is how long a job that lost its workers waits for
 	// min_workers to return before it fails. Default 30m.
 	WaitTimeout time.Duration
+	// WorkerGC is how long a registered worker may stay silent before the
+	// leader forgets it (a worker that comes back registers again). It must
+	// be well above any heartbeat interval. Default 1h.
+	WorkerGC time.Duration
 	// FailureThreshold is how many failures put a worker in a cool-down.
 	// Default 3.
 	FailureThreshold int
@@ -128,6 +132,7 @@ func DefaultConfig() Config {
 		Tick:              100 * time.Millisecond,
 		StatsFlush:        500 * time.Millisecond,
 		WaitTimeout:       30 * time.Minute,
+		WorkerGC:          time.Hour,
 		FailureThreshold:  3,
 		Cooldown:          5 * time.Minute,
 	}
@@ -160,7 +165,7 @@ func (c Config) Validate() error {
 		bad("NATSPort: %d out of range 0..65535", c.NATSPort)
 	}
 	for name, d := range map[string]time.Duration{"RaftTimeout": c.RaftTimeout, "ApplyTimeout": c.ApplyTimeout,
-		"Heartbeat": c.Heartbeat, "Tick": c.Tick, "StatsFlush": c.StatsFlush, "WaitTimeout": c.WaitTimeout, "Cooldown": c.Cooldown} {
+		"Heartbeat": c.Heartbeat, "Tick": c.Tick, "StatsFlush": c.StatsFlush, "WaitTimeout": c.WaitTimeout, "Cooldown": c.Cooldown, "WorkerGC": c.WorkerGC} {
 		if d <= 0 {
 			bad("%s: %v must be positive", name, d)
 		}

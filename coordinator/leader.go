@@ -188,11 +188,46 @@ func (l *leader) grace() time.Duration {
 	return g
 }
 
+// forget deregisters workers silent for longer than WorkerGC that are in
+// no running group.
+func (l *leader) forget(st *State, now time.Time) {
+	busy := map[string]bool{}
+	for _, j := range st.Jobs {
+		if j.Status == proto.StatusRunning {
+			for _, m := range j.Epoch.Members {
+				busy[m] = true
+			}
+		}
+	}
+	var gone []string
+	l.mu.Lock()
+	for id := range st.Workers {
+		last := l.since
+		if lv, ok := l.live[id]; ok {
+			last = lv.last
+		}
+		if !busy[id] && now.Sub(last) > l.s.cfg.WorkerGC {
+			gone = append(gone, id)
+			delete(l.live, id)
+		}
+	}
+	l.mu.Unlock()
+	for _, id := range gone {
+		if _, err := l.s.apply(DeregisterWorkerType, DeregisterWorkerCmd{ID: id, At: now}); err != nil {
+			l.s.log.Warn("forget worker", "worker", id, "err", err)
+			return
+		}
+		l.s.log.Info("forgot a silent worker", "worker", id, "silent_for", l.s.cfg.WorkerGC)
+	}
+}
+
 // schedule runs the scheduler over the current state and applies its
 // decisions.
 func (l *leader) schedule() {
 	now := time.Now()
 	st := l.s.fsm.State()
+	l.forget(st, now)
+	st = l.s.fsm.State()
 	v := scheduler.View{Now: now, WaitTimeout: l.s.cfg.WaitTimeout}
 	for _, j := range st.JobList() {
 		if !j.Active() {

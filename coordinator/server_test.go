@@ -216,7 +216,10 @@ func TestClusterAPIAndScheduling(t *testing.T) {
 
 func TestWorkerLossAndWaiting(t *testing.T) {
 	testutil.VerifyNoLeaks(t)
-	c := testutil.MakeCluster(t, 1, func(_ int, cfg *coordinator.Config) { cfg.WaitTimeout = 2 * time.Second })
+	c := testutil.MakeCluster(t, 1, func(_ int, cfg *coordinator.Config) {
+		cfg.WaitTimeout = 2 * time.Second
+		cfg.WorkerGC = 3 * time.Second
+	})
 	nc := c.Connect()
 	job := submit(t, nc, strings.Replace(tinyYAML, "workers: 2", "workers: 1", 1))
 	w := &fakeWorker{id: "solo", nc: nc, state: proto.WorkerIdle}
@@ -235,6 +238,13 @@ func TestWorkerLossAndWaiting(t *testing.T) {
 		}
 		if st.Job.Status != proto.StatusFailed || !strings.Contains(st.Job.Error, "wait timeout") {
 			return fmt.Errorf("job %s: %s", st.Job.Status, st.Job.Error)
+		}
+		return nil
+	})
+	// The silent worker is forgotten after WorkerGC.
+	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if _, ok := c.Servers[0].State().Workers["solo"]; ok {
+			return fmt.Errorf("worker solo still registered")
 		}
 		return nil
 	})

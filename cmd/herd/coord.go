@@ -87,6 +87,7 @@ func coordCommand() *cli.Command {
 					&cli.DurationFlag{Name: "raft-timeout", Value: time.Second, Usage: "raft heartbeat and election timeout"},
 					&cli.DurationFlag{Name: "heartbeat", Value: 2 * time.Second, Usage: "idle workers' heartbeat interval"},
 					&cli.DurationFlag{Name: "wait-timeout", Value: 30 * time.Minute, Usage: "how long a job that lost its workers waits for them"},
+					&cli.DurationFlag{Name: "worker-gc", Value: time.Hour, Usage: "forget workers silent for this long"},
 					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 					&cli.StringFlag{Name: "nats-tls-cert", Usage: "TLS certificate (PEM) of the embedded NATS server's client port"},
 					&cli.StringFlag{Name: "nats-tls-key", Usage: "its key (PEM)"},
@@ -167,6 +168,7 @@ func coordStart(c *cli.Context) error {
 	cfg.RaftTLSCert, cfg.RaftTLSKey, cfg.RaftTLSCA = c.String("raft-tls-cert"), c.String("raft-tls-key"), c.String("raft-tls-ca")
 	cfg.Client = natsClientOptions(c)
 	cfg.RaftTimeout, cfg.Heartbeat, cfg.WaitTimeout = c.Duration("raft-timeout"), c.Duration("heartbeat"), c.Duration("wait-timeout")
+	cfg.WorkerGC = c.Duration("worker-gc")
 	cfg.Logger = log
 	srv, err := coordinator.Start(cfg)
 	if err != nil {
