@@ -103,11 +103,12 @@ func train(c *cli.Context) error {
 		prev = j
 	}
 	switch {
-	case prev != nil && !resume && prev.Status != proto.StatusCompleted:
+	case prev != nil && !resume && !proto.Terminal(prev.Status):
 		return cli.Exit(fmt.Sprintf("%s holds an unfinished run (%s %s at step %d); pass --resume to continue it, or choose another output_dir (--set output_dir=DIR)",
 			cfg.OutputDir, prev.ID, prev.Status, prev.Step), 1)
 	case prev != nil && !resume:
-		// The previous run completed: start afresh.
+		// The previous run ended (completed, failed or cancelled): start
+		// afresh.
 		closeSrv()
 		if err := os.RemoveAll(dataDir); err != nil {
 			return cli.Exit(err.Error(), 1)
@@ -123,6 +124,8 @@ func train(c *cli.Context) error {
 	case resume && prev.Status == proto.StatusCompleted:
 		fmt.Fprintf(c.App.Writer, "run already completed: adapter %s\n", prev.Adapter)
 		return nil
+	case resume && proto.Terminal(prev.Status):
+		return cli.Exit(fmt.Sprintf("--resume: the run in %s is %s (%s); start it again without --resume", cfg.OutputDir, prev.Status, prev.Error), 1)
 	}
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
