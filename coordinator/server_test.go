@@ -284,3 +284,46 @@ func TestRestartFromSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestFiveCoordinators: a 5-voter cluster survives losing two leaders in a
+// row, and a voter can be removed and added back through the API.
+func TestFiveCoordinators(t *testing.T) {
+	testutil.VerifyNoLeaks(t)
+	c := testutil.MakeCluster(t, 5, nil)
+	nc := c.Connect()
+	submit(t, nc, tinyYAML)
+	for range 2 {
+		c.Stop(c.WaitForLeader(10 * time.Second))
+		c.WaitForLeader(10 * time.Second)
+		submit(t, nc, tinyYAML)
+	}
+	l := c.WaitForLeader(10 * time.Second)
+	if n := len(c.Servers[l].State().Jobs); n != 3 {
+		t.Fatalf("%d jobs after two failovers, want 3", n)
+	}
+	// Remove a dead coordinator (what an operator does before replacing a
+	// machine), then add it back and restart it from its data dir.
+	f := -1
+	for i, s := range c.Servers {
+		if s == nil {
+			f = i
+		}
+	}
+	var ci proto.ClusterInfo
+	if err := call(t, nc, proto.SubjectRemoveVoter, proto.RemoveVoterRequest{ID: c.Configs[f].ID}, &ci); err != nil || len(ci.Servers) != 4 {
+		t.Fatalf("remove voter: %v, %+v", err, ci)
+	}
+	if err := call(t, nc, proto.SubjectAddVoter, proto.AddVoterRequest{ID: c.Configs[f].ID, RaftAddr: c.Configs[f].RaftAddr}, &ci); err != nil || len(ci.Servers) != 5 {
+		t.Fatalf("add voter: %v, %+v", err, ci)
+	}
+	cfg := c.Configs[f]
+	cfg.Bootstrap, cfg.Join = false, ""
+	c.Configs[f] = cfg
+	c.Start(f)
+	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if n := len(c.Servers[f].State().Jobs); n != 3 {
+			return fmt.Errorf("restarted voter has %d jobs", n)
+		}
+		return nil
+	})
+}
