@@ -364,8 +364,3 @@ func (l *leader) freeWorkers(now time.Time) int {
 	}
 	return n
 }
-
-// callTimeout bounds leader-side waits inside a handler.
-func (l *leader) callTimeout() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(l.s.ctx, l.s.cfg.ApplyTimeout)
-}

@@ -31,11 +31,10 @@ const clusterToken = "e2e-token"
 
 // proc is one herd process of a test.
 type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	out    *syncBuf
-	done   chan struct{}
-	exited bool
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuf
+	done chan struct{}
 }
 
 // syncBuf is a goroutine-safe output buffer.
@@ -96,17 +95,6 @@ func (p *proc) kill() {
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
-}
-
-// stop sends SIGTERM and waits (bounded) for a clean exit.
-func (p *proc) stop(t *testing.T) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		t.Errorf("%s did not stop within 15s of SIGTERM", p.name)
-		p.kill()
-	}
 }
 
 func (p *proc) exitedWithin(d time.Duration) bool {

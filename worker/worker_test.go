@@ -267,7 +267,7 @@ func TestAllLostResumesFromCheckpoint(t *testing.T) {
 		t.Fatalf("checkpoint %+v", cp)
 	}
 	e.startWorker("z", 0, nil)
-	j = e.waitStatus(id, proto.StatusCompleted, 20*time.Second)
+	e.waitStatus(id, proto.StatusCompleted, 20*time.Second)
 	if got := e.reg.final["z"]; !slices.Equal(got, want) {
 		t.Fatalf("z ends with %v, reference %v", got, want)
 	}

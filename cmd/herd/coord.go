@@ -14,24 +14,21 @@ import (
 	"github.com/herdml/herd/coordinator"
 	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
+	"github.com/herdml/herd/telemetry"
 )
 
 // logFormatFlag is the global --log-format: every long-running command
 // (coord start, worker join, train) logs through newLogger.
 var logFormatFlag = &cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format of long-running commands: text or json", EnvVars: []string{"HERD_LOG_FORMAT"}}
 
-// newLogger returns the structured logger of the global --log-format and
-// --log-level on stderr.
+// newLogger returns the structured logger of the global --log-format at
+// level, on stderr.
 func newLogger(c *cli.Context, level slog.Level) (*slog.Logger, error) {
-	o := &slog.HandlerOptions{Level: level}
-	switch f := c.String("log-format"); f {
-	case "text", "":
-		return slog.New(slog.NewTextHandler(c.App.ErrWriter, o)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, o)), nil
-	default:
-		return nil, cli.Exit(fmt.Sprintf("--log-format %q: want text or json", f), 2)
+	log, err := telemetry.NewLogger(c.App.ErrWriter, c.String("log-format"), level.String())
+	if err != nil {
+		return nil, cli.Exit("--"+err.Error(), 2)
 	}
+	return log, nil
 }
 
 // natsClientFlags authenticate a NATS connection to the coordinators (see
