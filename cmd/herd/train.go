@@ -23,6 +23,7 @@ import (
 	"github.com/herdml/herd/coordinator"
 	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
+	"github.com/herdml/herd/telemetry"
 	"github.com/herdml/herd/worker"
 	"github.com/herdml/herd/worker/torchengine"
 )
@@ -133,6 +134,19 @@ func train(c *cli.Context) error {
 	wctx, cancelWorkers := context.WithCancel(context.Background())
 	defer cancelWorkers()
 	prog := newProgress(c.App.ErrWriter, jsonLog, log)
+	// Every step also goes to output_dir/metrics/train.{jsonl,csv}, for
+	// notebooks and plotting tools.
+	mf, err := telemetry.NewMetricsFiles(filepath.Join(cfg.OutputDir, "metrics"))
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	defer mf.Close()
+	onStep := func(job string, s proto.StepStat) {
+		prog.step(job, s)
+		if err := mf.Train(stepRecord(s)); err != nil {
+			log.Warn("metrics files", "err", err)
+		}
+	}
 	var ws []*worker.Worker
 	var wg sync.WaitGroup
 	defer func() {
@@ -144,7 +158,7 @@ func train(c *cli.Context) error {
 	}()
 	for i, dev := range devices {
 		w, err := worker.New(worker.Config{ID: fmt.Sprintf("local-%d", i), Device: dev, URL: srv.ClientURL(), Token: localToken,
-			NewEngine: torchengine.New, Logger: log, Progress: prog.step,
+			NewEngine: torchengine.New, Logger: log, Progress: onStep,
 			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP"),
 			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond})
 		if err != nil {
@@ -346,5 +360,15 @@ func (p *progress) done() {
 	if p.shown {
 		fmt.Fprintln(p.w)
 		p.shown = false
+	}
+}
+
+// stepRecord is a step's row of the metrics files.
+func stepRecord(s proto.StepStat) telemetry.Step {
+	return telemetry.Step{
+		Step: int64(s.Step), TotalSteps: int64(s.TotalSteps), Epoch: float64(s.Epoch), Time: s.At,
+		Loss: s.Loss, LR: s.LR, GradNorm: s.GradNorm, Tokens: int64(s.Tokens), TokensPerSec: s.TokensPerSec,
+		StepSeconds: s.StepMs / 1000, AllReduceSeconds: s.AllReduceMs / 1000,
+		ComputeSeconds: max(0, s.StepMs-s.AllReduceMs) / 1000, Workers: s.World,
 	}
 }
