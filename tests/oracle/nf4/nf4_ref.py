@@ -33,20 +33,18 @@ usage:
       copies a Hugging Face model directory, replacing every q/k/v/o and MLP
       projection weight by its NF4 round trip (quantise then dequantise).
 """
-import json
 import math
 import os
 import re
 import shutil
-import struct
 from fractions import Fraction
 import sys
 
 import torch
 
-DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64,
-          "F64": torch.float64, "U8": torch.uint8}
-NAMES = {v: k for k, v in DTYPES.items()}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from oracle_st import read_safetensors, write_safetensors  # noqa: E402
+
 
 # bitsandbytes get_4bit_type("nf4")
 NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
@@ -80,43 +78,6 @@ def float32_of_decimal(s):
 
 BLOCK = 64
 BLOCK2 = 256
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    base = 8 + n
-    out = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = meta["data_offsets"]
-        dtype = DTYPES[meta["dtype"]]
-        buf = bytearray(data[base + begin : base + end])
-        t = torch.frombuffer(buf, dtype=dtype) if end > begin else torch.empty(0, dtype=dtype)
-        out[name] = t.reshape(meta["shape"]).clone()
-    return out
-
-
-def write_safetensors(path, tensors, metadata=None):
-    header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        raw = t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes()
-        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    if metadata:
-        header["__metadata__"] = metadata
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
