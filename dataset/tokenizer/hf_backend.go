@@ -3,10 +3,7 @@
 package tokenizer
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	hf "github.com/daulet/tokenizers"
@@ -27,21 +24,9 @@ var _ Encoder = (*HFTokenizer)(nil)
 // LoadHF loads path (a tokenizer.json or a directory holding one, with
 // tokenizer_config.json beside it) into the Rust library.
 func LoadHF(path string) (*HFTokenizer, error) {
-	fi, err := os.Stat(path)
+	data, cfg, _, err := readFiles(path)
 	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	file, dir := path, filepath.Dir(path)
-	if fi.IsDir() {
-		file, dir = filepath.Join(path, "tokenizer.json"), path
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	cfg, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("tokenizer: %w", err)
+		return nil, err
 	}
 	special, size, err := readSpecial(data, cfg)
 	if err != nil {

@@ -57,21 +57,9 @@ type configJSON struct {
 // holding one. A tokenizer_config.json (and chat_template.jinja) beside it
 // is read when present, for special tokens and the chat template.
 func Load(path string) (*Tokenizer, error) {
-	fi, err := os.Stat(path)
+	data, cfg, dir, err := readFiles(path)
 	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	file, dir := path, filepath.Dir(path)
-	if fi.IsDir() {
-		file, dir = filepath.Join(path, "tokenizer.json"), path
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	cfg, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("tokenizer: %w", err)
+		return nil, err
 	}
 	t, err := Parse(data, cfg)
 	if err != nil {
@@ -357,4 +345,26 @@ func (t *Tokenizer) resolveSpecial(f *fileJSON, cfg *configJSON) error {
 		BOSToken: names[0], EOSToken: names[1], PADToken: names[2], UNKToken: names[3],
 	}
 	return nil
+}
+
+// readFiles reads tokenizer.json at path (a file, or a directory holding
+// it) and the tokenizer_config.json beside it (nil when absent), and
+// returns the directory they are in.
+func readFiles(path string) (data, cfg []byte, dir string, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("tokenizer: %w", err)
+	}
+	file, dir := path, filepath.Dir(path)
+	if fi.IsDir() {
+		file, dir = filepath.Join(path, "tokenizer.json"), path
+	}
+	if data, err = os.ReadFile(file); err != nil {
+		return nil, nil, "", fmt.Errorf("tokenizer: %w", err)
+	}
+	cfg, err = os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, "", fmt.Errorf("tokenizer: %w", err)
+	}
+	return data, cfg, dir, nil
 }
