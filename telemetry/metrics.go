@@ -85,15 +85,9 @@ func (m *metricsServer) shutdown(ctx context.Context) error {
 }
 
 func newOTLPMetricExporter(ctx context.Context, c Config) (sdkmetric.Exporter, error) {
-	proto, err := c.protocol("METRICS")
+	proto, ep, err := c.otlpTarget("METRICS")
 	if err != nil {
 		return nil, err
-	}
-	var ep endpoint
-	if c.OTLPEndpoint != "" {
-		if ep, err = parseEndpoint(c.OTLPEndpoint); err != nil {
-			return nil, err
-		}
 	}
 	var exp sdkmetric.Exporter
 	switch proto {

@@ -66,15 +66,9 @@ func Sampler(ratio float64) sdktrace.Sampler {
 }
 
 func newOTLPTraceExporter(ctx context.Context, c Config) (sdktrace.SpanExporter, error) {
-	proto, err := c.protocol("TRACES")
+	proto, ep, err := c.otlpTarget("TRACES")
 	if err != nil {
 		return nil, err
-	}
-	var ep endpoint
-	if c.OTLPEndpoint != "" {
-		if ep, err = parseEndpoint(c.OTLPEndpoint); err != nil {
-			return nil, err
-		}
 	}
 	var exp sdktrace.SpanExporter
 	switch proto {
@@ -101,4 +95,21 @@ func newOTLPTraceExporter(ctx context.Context, c Config) (sdktrace.SpanExporter,
 		return nil, fmt.Errorf("telemetry: OTLP trace exporter (%s): %w", proto, err)
 	}
 	return exp, nil
+}
+
+// otlpTarget is the OTLP protocol for signal (TRACES or METRICS) and the
+// endpoint from the config; a zero endpoint leaves the exporter to the
+// standard OTEL_EXPORTER_OTLP_* variables.
+func (c Config) otlpTarget(signal string) (string, endpoint, error) {
+	proto, err := c.protocol(signal)
+	if err != nil {
+		return "", endpoint{}, err
+	}
+	var ep endpoint
+	if c.OTLPEndpoint != "" {
+		if ep, err = parseEndpoint(c.OTLPEndpoint); err != nil {
+			return "", endpoint{}, err
+		}
+	}
+	return proto, ep, nil
 }
