@@ -202,6 +202,9 @@ type Scoring struct {
 	// OnRowError says what a row that cannot be scored does: fail (the job fails) or
 	// record (the row gets an error field in predictions.jsonl). Default record.
 	OnRowError string `yaml:"on_row_error"`
+	// Labels are the label texts of task classification, scored as continuations of
+	// each row's text; a row may give its own in a "labels" field instead.
+	Labels []string `yaml:"labels"`
 }
 
 // Generation configures decoding.

@@ -259,6 +259,22 @@ func (c *Config) validateScoring(k *checker) {
 		}
 	}
 	k.oneOf("scoring.on_row_error", s.OnRowError, rowErrorActions)
+	seen := map[string]bool{}
+	for i, l := range s.Labels {
+		switch {
+		case l == "":
+			k.add(fmt.Sprintf("scoring.labels[%d]", i), "must not be empty")
+		case seen[l]:
+			k.add(fmt.Sprintf("scoring.labels[%d]", i), "duplicate label %q", l)
+		}
+		seen[l] = true
+	}
+	if len(s.Labels) > 0 && s.Task != "classification" {
+		k.add("scoring.labels", "only task classification reads labels, got task %s", s.Task)
+	}
+	if s.Task == "generate" && c.Dataset.Format == "completion" {
+		k.add("scoring.task", "generate needs a prompt: dataset.format completion has none (use instruction or chat)")
+	}
 }
 
 func (c *Config) validateCluster(k *checker) {

@@ -12,29 +12,52 @@ import (
 )
 
 // ScoreBatch scores tasks (one planned batch) for spec's task and returns
-// one prediction per task, in the same order.
+// one prediction per task, in the same order. Tasks with an Error are not
+// computed: their prediction carries the error.
 func ScoreBatch(sc *engine.Scorer, tok *tokenizer.Tokenizer, spec scoring.Spec, tasks []Task) ([]scoring.Prediction, error) {
 	preds := make([]scoring.Prediction, len(tasks))
+	var ok []Task
+	var at []int
 	for i, t := range tasks {
-		preds[i] = scoring.Prediction{Index: t.Index, ID: t.ID, Choice: scoring.NoChoice, ChoiceNorm: scoring.NoChoice, Gold: scoring.NoChoice}
+		preds[i] = scoring.Prediction{Index: t.Index, ID: t.ID, Choice: scoring.NoChoice, ChoiceNorm: scoring.NoChoice, Gold: scoring.NoChoice, Error: t.Error}
+		if t.Error == "" {
+			ok = append(ok, t)
+			at = append(at, i)
+		}
 	}
+	if len(ok) == 0 {
+		return preds, nil
+	}
+	sub := make([]scoring.Prediction, len(ok))
+	for j, i := range at {
+		sub[j] = preds[i]
+	}
+	if err := scoreTasks(sc, tok, spec, ok, sub); err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		preds[i] = sub[j]
+	}
+	return preds, nil
+}
+
+func scoreTasks(sc *engine.Scorer, tok *tokenizer.Tokenizer, spec scoring.Spec, tasks []Task, preds []scoring.Prediction) error {
 	switch spec.Task {
 	case scoring.TaskLoss:
 		rows, err := sc.Losses(pad(tasks, func(t Task) ([]int64, []int64) { return t.IDs, t.Labels }))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for i, r := range rows {
 			preds[i].LossSum, preds[i].Tokens = r.Sum, r.Tokens
 		}
+		return nil
 	case scoring.TaskGenerate:
-		return preds, generate(sc, tok, spec, tasks, preds)
-	case scoring.TaskMultipleChoice:
-		return preds, choose(sc, tasks, preds)
-	default:
-		return nil, fmt.Errorf("scoring task %q is not supported by herd score yet", spec.Task)
+		return generate(sc, tok, spec, tasks, preds)
+	case scoring.TaskMultipleChoice, scoring.TaskClassification:
+		return choose(sc, tasks, preds)
 	}
-	return preds, nil
+	return fmt.Errorf("scoring task %q is not supported", spec.Task)
 }
 
 // pad right-pads each task's sequence into one batch, labels masked.
@@ -108,7 +131,7 @@ func generate(sc *engine.Scorer, tok *tokenizer.Tokenizer, spec scoring.Spec, ta
 			}
 		}
 		preds[i].Output = text
-		preds[i].Refs = []string{tasks[i].Ref}
+		preds[i].Refs = tasks[i].Refs
 	}
 	return nil
 }
@@ -149,6 +172,9 @@ func choose(sc *engine.Scorer, tasks []Task, preds []scoring.Prediction) error {
 	}
 	for i := range preds {
 		preds[i].Resolve()
+		if c := preds[i].Choice; c >= 0 && c < len(tasks[i].Candidates) {
+			preds[i].Label = tasks[i].Candidates[c]
+		}
 	}
 	return nil
 }

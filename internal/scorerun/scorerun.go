@@ -45,12 +45,20 @@ type Task struct {
 	IDs, Labels []int64
 	Prompt      []int64
 	Ref         string
-	// Multiple choice: Choices are whole sequences (question and choice),
+	// Refs are the references generation is compared with: the row's
+	// "references" list, or Ref.
+	Refs []string
+	// Multiple choice and classification: Choices are whole sequences
+	// (context and candidate),
 	// scored from ChoiceStart on; ChoiceChars are the choices' lengths.
 	Choices     [][]int64
 	ChoiceStart []int
 	ChoiceChars []int
 	Gold        int
+	// Candidates are the candidates' texts (classification: the labels).
+	Candidates []string
+	// Error says why the row cannot be scored; the row is not computed.
+	Error string
 }
 
 // Run scores opt.Data and writes the outputs. It returns the metrics.
@@ -82,6 +90,9 @@ func Run(ctx context.Context, opt Options) (scoring.Result, error) {
 	lengths := make([]int, len(tasks))
 	for i, t := range tasks {
 		lengths[i] = max(len(t.IDs), len(t.Prompt), 1)
+		for _, c := range t.Choices {
+			lengths[i] = max(lengths[i], len(c))
+		}
 	}
 	plan := scoring.Plan(lengths, cfg.Scoring.BatchSize, 0)
 	if err := os.MkdirAll(opt.Out, 0o755); err != nil {
@@ -117,65 +128,94 @@ func Run(ctx context.Context, opt Options) (scoring.Result, error) {
 }
 
 // Prepare reads and tokenizes the rows of file for the config's scoring
-// task, in file order; Index is the position in the returned slice, which
-// predictions.jsonl follows.
+// task: one Task per input row, in file order (Index is the row's position),
+// so that predictions.jsonl has a line for every row. A row that cannot be
+// scored (malformed, empty, longer than dataset.max_seq_len, an unknown
+// label) gets Task.Error with scoring.on_row_error record, and fails
+// Prepare, naming the row, with fail.
 func Prepare(ctx context.Context, cfg *configs.Config, tok *tokenizer.Tokenizer, file string) ([]Task, error) {
-	ids, err := rowIDs(file, cfg.Dataset.Fields.ID)
+	prep, err := rowPreparer(cfg, tok)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Scoring.Task == scoring.TaskMultipleChoice {
-		return prepareChoices(file, tok, ids)
+	idField := cfg.Dataset.Fields.ID
+	if idField == "" {
+		idField = "id"
 	}
-	d := cfg.Dataset
-	d.Train, d.Eval, d.EvalSplit, d.Packing = file, "", 0, false
-	data, err := dataset.Load(ctx, d, tok, dataset.Options{Seed: uint64(cfg.Training.Seed)})
-	if err != nil {
-		return nil, err
-	}
-	defer data.Close()
-	set := data.Train
-	out := make([]Task, set.Len())
-	for i := range out {
-		x, labels := set.Sequence(i)
-		t := Task{Index: int64(i), IDs: x, Labels: labels, ID: strconv.Itoa(i)}
-		if rows := set.Rows(i); len(rows) > 0 && rows[0] < len(ids) && ids[rows[0]] != "" {
-			t.ID = ids[rows[0]]
+	fail := cfg.Scoring.OnRowError == "fail"
+	var out []Task
+	err = eachRow(file, func(row dataset.Row, rowErr error) error {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		if cfg.Scoring.Task == scoring.TaskGenerate {
-			cut := len(labels)
-			var target []int
-			for j, l := range labels {
-				if l != dataset.IgnoreIndex {
-					cut = min(cut, j)
-					target = append(target, int(l))
-				}
-			}
-			t.Prompt = x[:max(cut, 1)]
-			if t.Ref, err = tok.Decode(target, true); err != nil {
-				return nil, err
-			}
+		i := int64(len(out))
+		t := Task{Index: i, ID: strconv.FormatInt(i, 10), Gold: scoring.NoChoice}
+		if id := idString(row.Fields[idField]); id != "" {
+			t.ID = id
 		}
-		out[i] = t
-	}
-	return out, nil
-}
-
-// rowIDs reads each row's id field as text, in file order ("" when absent).
-func rowIDs(file, field string) ([]string, error) {
-	if field == "" {
-		field = "id"
-	}
-	var out []string
-	err := eachRow(file, func(row dataset.Row, rowErr error) error {
+		if rowErr == nil {
+			rowErr = prep(row, &t)
+		}
 		if rowErr != nil {
-			out = append(out, "")
-			return nil
+			var re *dataset.RowError
+			if !errors.As(rowErr, &re) {
+				rowErr = fmt.Errorf("%s: %w", row.Src, rowErr)
+			}
+			if fail {
+				return fmt.Errorf("scoring.on_row_error is fail: %w", rowErr)
+			}
+			t = Task{Index: t.Index, ID: t.ID, Gold: scoring.NoChoice, Error: rowErr.Error()}
 		}
-		out = append(out, idString(row.Fields[field]))
+		out = append(out, t)
 		return nil
 	})
 	return out, err
+}
+
+// rowPreparer returns the function that fills a Task from a row for the
+// config's task.
+func rowPreparer(cfg *configs.Config, tok *tokenizer.Tokenizer) (func(dataset.Row, *Task) error, error) {
+	switch cfg.Scoring.Task {
+	case scoring.TaskMultipleChoice:
+		return func(row dataset.Row, t *Task) error { return prepareChoice(row, tok, t) }, nil
+	case scoring.TaskClassification:
+		labels := cfg.Scoring.Labels
+		return func(row dataset.Row, t *Task) error { return prepareClass(row, tok, labels, t) }, nil
+	}
+	enc, err := dataset.NewRowEncoder(cfg.Dataset, tok)
+	if err != nil {
+		return nil, err
+	}
+	generate := cfg.Scoring.Task == scoring.TaskGenerate
+	return func(row dataset.Row, t *Task) error {
+		ids, labels, err := enc.Encode(row)
+		if err != nil {
+			return err
+		}
+		t.IDs, t.Labels = ids, labels
+		if !generate {
+			return nil
+		}
+		cut := len(labels)
+		var target []int
+		for j, l := range labels {
+			if l != dataset.IgnoreIndex {
+				cut = min(cut, j)
+				target = append(target, int(l))
+			}
+		}
+		t.Prompt = ids[:cut]
+		if t.Ref, err = tok.Decode(target, true); err != nil {
+			return err
+		}
+		t.Refs = []string{t.Ref}
+		if v, ok := row.Fields["references"]; ok && v != nil {
+			if t.Refs, err = stringList(v, "references"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil
 }
 
 // eachRow calls f for every row of file, malformed ones with their error.
