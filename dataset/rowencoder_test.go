@@ -27,7 +27,7 @@ func TestRowEncoder(t *testing.T) {
 	}{
 		{"fits", n, text, nil},
 		{"too long", n - 1, text, ErrTooLong},
-		{"empty", n, `{"text": ""}`, ErrNoTarget},
+		{"empty", n, `{"text": ""}`, ErrBadRow},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
