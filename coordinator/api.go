@@ -90,6 +90,7 @@ func (l *leader) status(m *nats.Msg) (any, error) {
 			return nil, err
 		}
 		info := j.Info(true)
+		info.RecentSteps = j.RecentSteps(RecentSteps)
 		return proto.StatusResult{Job: &info}, nil
 	}
 	ci := &proto.ClusterInfo{Leader: l.s.cfg.ID}

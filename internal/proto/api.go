@@ -150,6 +150,9 @@ type JobInfo struct {
 	Adapter    string `json:"adapter,omitempty"`
 	OutputDir  string `json:"output_dir"`
 	ConfigYAML string `json:"config_yaml,omitempty"`
+	// RecentSteps are the statistics of the last logged steps, oldest
+	// first; only the status of one job carries them.
+	RecentSteps []StepStat `json:"recent_steps,omitempty"`
 }
 
 // Checkpoint is a saved checkpoint recorded by the coordinator.

@@ -1,0 +1,243 @@
+// Package live is herd's live view: a small web page, embedded in the
+// binary and served by a coordinator (`herd coord start --http-addr`,
+// `herd train --http-addr`), that shows the cluster's members, its jobs,
+// and the selected job's loss and throughput curves, checkpoints, metrics
+// and recent events, refreshed every second and a half from a JSON
+// endpoint. The page is plain HTML, CSS and JavaScript with its charts
+// drawn as inline SVG, so it works offline. The package also renders a
+// job's status as text for `herd status JOB`. It reads a coordinator
+// through the read-only Source interface and never changes anything.
+package live
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/herdml/herd/coordinator"
+	"github.com/herdml/herd/internal/proto"
+)
+
+// Source is what the live view reads: a coordinator (*coordinator.Server),
+// leader or follower.
+type Source interface {
+	// ID is the coordinator's raft id.
+	ID() string
+	// Role is its raft state ("leader", "follower", ...).
+	Role() string
+	// State is its copy of the replicated state (read-only).
+	State() *coordinator.State
+	// ClusterStatus is the cluster as the leader sees it (worker liveness
+	// included); with an error, what the coordinator knows itself.
+	ClusterStatus(ctx context.Context) (proto.ClusterInfo, error)
+}
+
+// MaxPoints bounds the points of a curve sent to the page: a long run is
+// thinned to about this many steps, always keeping the latest.
+const MaxPoints = 500
+
+// maxEvents is how many of the selected job's latest events the page
+// lists.
+const maxEvents = 12
+
+// clusterTimeout bounds the wait for the leader's cluster status, so that
+// the page still refreshes (with this coordinator's own view) during an
+// election.
+const clusterTimeout = time.Second
+
+//go:embed static
+var static embed.FS
+
+// View is the JSON document of /api/state.
+type View struct {
+	// Coordinator and Role describe the coordinator serving the page.
+	Coordinator string    `json:"coordinator"`
+	Role        string    `json:"role"`
+	Leader      string    `json:"leader"`
+	Time        time.Time `json:"time"`
+	// ClusterError says why the leader's view is missing (liveness is then
+	// unknown).
+	ClusterError string             `json:"cluster_error,omitempty"`
+	Servers      []proto.ServerInfo `json:"servers"`
+	Workers      []Worker           `json:"workers"`
+	Jobs         []proto.JobInfo    `json:"jobs"`
+	// Selected is the job shown in detail: the one asked for (?job=ID),
+	// else the newest running one, else the newest.
+	Selected *Job `json:"selected,omitempty"`
+}
+
+// Worker is a worker with its rank in its job's current group.
+type Worker struct {
+	proto.WorkerInfo
+	// Rank is the worker's rank in Job's group epoch, -1 when in none.
+	Rank int `json:"rank"`
+}
+
+// Job is the selected job in detail.
+type Job struct {
+	proto.JobInfo
+	// DataEpoch is the pass over the data of the latest step.
+	DataEpoch int `json:"data_epoch"`
+	// ETASeconds estimates the time to the last step of a running job
+	// (absent when unknown).
+	ETASeconds *float64 `json:"eta_s,omitempty"`
+	// AllReduceShare is the fraction of recent step time spent in the
+	// all-reduce (absent with no all-reduce time measured).
+	AllReduceShare *float64 `json:"allreduce_share,omitempty"`
+	// Loss and TokensPerSecSeries are [step, value] points, thinned to
+	// about MaxPoints.
+	Loss               [][2]float64 `json:"loss"`
+	TokensPerSecSeries [][2]float64 `json:"tokens_per_sec_series"`
+	// Metrics is the job record's "metrics" object (scoring results),
+	// shown as a flat table; absent when the job has none.
+	Metrics map[string]any `json:"metrics,omitempty"`
+	// Events are the latest event lines of the job's log, newest last.
+	Events []proto.LogEntry `json:"events"`
+}
+
+// NewHandler returns the live view's handler: the page at /, its assets,
+// and the JSON state at /api/state.
+func NewHandler(src Source, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	assets, err := fs.Sub(static, "static")
+	if err != nil {
+		// The embedded tree is fixed at build time: a missing directory is
+		// a bug in this package.
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /", http.FileServerFS(assets))
+	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), clusterTimeout)
+		defer cancel()
+		v := Snapshot(ctx, src, r.URL.Query().Get("job"), time.Now())
+		w.Header().Set("Content-Type", "application/json")
+		// The page polls: a cached answer would freeze it.
+		w.Header().Set("Cache-Control", "no-store")
+		if err := json.NewEncoder(w).Encode(v); err != nil {
+			log.Debug("live view: write state", "err", err)
+		}
+	})
+	return mux
+}
+
+// Snapshot builds the view of src at now, with job (or the default job)
+// in detail.
+func Snapshot(ctx context.Context, src Source, job string, now time.Time) View {
+	ci, err := src.ClusterStatus(ctx)
+	st := src.State()
+	v := View{Coordinator: src.ID(), Role: src.Role(), Leader: ci.Leader, Time: now,
+		Servers: ci.Servers, Workers: []Worker{}, Jobs: []proto.JobInfo{}}
+	if err != nil {
+		v.ClusterError = err.Error()
+	}
+	// Jobs and ranks come from this coordinator's own state, the freshest
+	// it has; the leader's answer adds only what raft does not hold.
+	rank := map[string]int{}
+	var running, newest *coordinator.Job
+	for _, j := range st.JobList() {
+		v.Jobs = append(v.Jobs, j.Info(false))
+		newest = j
+		if j.Status == proto.StatusRunning {
+			running = j
+			for r, m := range j.Epoch.Members {
+				rank[m] = r
+			}
+		}
+	}
+	for _, w := range ci.Workers {
+		r, ok := rank[w.ID]
+		if !ok {
+			r = -1
+		}
+		v.Workers = append(v.Workers, Worker{WorkerInfo: w, Rank: r})
+	}
+	sel := st.Jobs[job]
+	if sel == nil {
+		sel = running
+	}
+	if sel == nil {
+		sel = newest
+	}
+	if sel != nil {
+		d := detail(sel)
+		v.Selected = &d
+	}
+	return v
+}
+
+// detail builds the detailed view of j.
+func detail(j *coordinator.Job) Job {
+	d := Job{JobInfo: j.Info(false), Loss: [][2]float64{}, TokensPerSecSeries: [][2]float64{}, Events: []proto.LogEntry{}}
+	d.RecentSteps = j.RecentSteps(coordinator.RecentSteps)
+	var steps []proto.StepStat
+	for _, e := range j.Log {
+		if e.Step != nil {
+			steps = append(steps, *e.Step)
+		} else if e.Kind == "event" {
+			d.Events = append(d.Events, e)
+		}
+	}
+	if n := len(d.Events); n > maxEvents {
+		d.Events = slices.Clone(d.Events[n-maxEvents:])
+	}
+	for _, s := range thin(steps, MaxPoints) {
+		d.Loss = append(d.Loss, [2]float64{float64(s.Step), s.Loss})
+		d.TokensPerSecSeries = append(d.TokensPerSecSeries, [2]float64{float64(s.Step), s.TokensPerSec})
+	}
+	if n := len(steps); n > 0 {
+		d.DataEpoch = steps[n-1].Epoch
+	}
+	if eta, ok := ETA(&d.JobInfo); ok {
+		s := eta.Seconds()
+		d.ETASeconds = &s
+	}
+	if share, ok := AllReduceShare(d.RecentSteps); ok {
+		d.AllReduceShare = &share
+	}
+	// The log and config can be large and hold no metrics: leave them out
+	// of the record Metrics marshals.
+	rec := *j
+	rec.Log, rec.ConfigYAML = nil, ""
+	d.Metrics = Metrics(rec)
+	return d
+}
+
+// thin returns at most about max of steps, evenly spaced and always with
+// the last one.
+func thin(steps []proto.StepStat, max int) []proto.StepStat {
+	if len(steps) <= max {
+		return steps
+	}
+	stride := (len(steps) + max - 1) / max
+	var out []proto.StepStat
+	for i := (len(steps) - 1) % stride; i < len(steps); i += stride {
+		out = append(out, steps[i])
+	}
+	return out
+}
+
+// Metrics returns the "metrics" object of a job record (any value that
+// marshals to a JSON object), nil when it has none. The scoring results
+// are read by name, not by type, so that any metrics map a job carries is
+// shown without this package knowing its fields.
+func Metrics(record any) map[string]any {
+	b, err := json.Marshal(record)
+	if err != nil {
+		return nil
+	}
+	var m struct {
+		Metrics map[string]any `json:"metrics"`
+	}
+	if json.Unmarshal(b, &m) != nil || len(m.Metrics) == 0 {
+		return nil
+	}
+	return m.Metrics
+}

@@ -1,0 +1,152 @@
+package live
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herdml/herd/internal/proto"
+	"github.com/herdml/herd/telemetry"
+)
+
+// ETA estimates how long a running job needs to reach its last step, from
+// the pace of its recent steps (the time between the first and the last of
+// RecentSteps, as rank 0 stamped them), or before two steps are known from
+// the latest step's duration. ok is false when the job is not running or
+// nothing says how fast it goes.
+func ETA(j *proto.JobInfo) (eta time.Duration, ok bool) {
+	if j.Status != proto.StatusRunning || j.TotalSteps <= 0 {
+		return 0, false
+	}
+	left := j.TotalSteps - j.Step
+	if left <= 0 {
+		return 0, true
+	}
+	var perStep time.Duration
+	if rs := j.RecentSteps; len(rs) >= 2 {
+		first, last := rs[0], rs[len(rs)-1]
+		if !first.At.IsZero() && !last.At.IsZero() && last.Step > first.Step && last.At.After(first.At) {
+			perStep = last.At.Sub(first.At) / time.Duration(last.Step-first.Step)
+		}
+	}
+	if perStep == 0 && j.StepMs > 0 {
+		perStep = time.Duration(j.StepMs * float64(time.Millisecond))
+	}
+	if perStep == 0 {
+		return 0, false
+	}
+	return perStep * time.Duration(left), true
+}
+
+// AllReduceShare is the fraction of the steps' wall time spent in the
+// all-reduce; ok is false when none was measured (one worker, or no
+// steps).
+func AllReduceShare(steps []proto.StepStat) (share float64, ok bool) {
+	var ar, total float64
+	for _, s := range steps {
+		ar += s.AllReduceMs
+		total += s.StepMs
+	}
+	if ar <= 0 || total <= 0 {
+		return 0, false
+	}
+	return ar / total, true
+}
+
+// WriteJob writes a job's status for a person at a terminal: status,
+// progress and ETA, loss with a sparkline of the recent steps, throughput,
+// group, checkpoints and metrics (a job's "metrics" object, see Metrics).
+func WriteJob(w io.Writer, j *proto.JobInfo, metrics map[string]any) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "job %s (%s): %s\n", j.ID, j.Name, j.Status)
+	if j.Error != "" {
+		fmt.Fprintf(&b, "  error        %s\n", j.Error)
+	}
+	row := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "  %-12s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	progress := fmt.Sprintf("%d/%d", j.Step, j.TotalSteps)
+	if j.TotalSteps > 0 {
+		progress += fmt.Sprintf(" (%.0f%%)", 100*float64(j.Step)/float64(j.TotalSteps))
+	}
+	if eta, ok := ETA(j); ok {
+		progress += "  ETA " + eta.Round(time.Second).String()
+	}
+	row("step", "%s", progress)
+	if j.Step > 0 {
+		losses := make([]float64, len(j.RecentSteps))
+		for i, s := range j.RecentSteps {
+			losses[i] = s.Loss
+		}
+		loss := strconv.FormatFloat(j.Loss, 'f', 4, 64)
+		if len(losses) > 1 {
+			loss += "  " + telemetry.Sparkline(losses) + fmt.Sprintf("  (last %d logged steps)", len(losses))
+		}
+		row("loss", "%s", loss)
+		speed := fmt.Sprintf("%.0f tokens/s, %.0f ms/step", j.TokensPerSec, j.StepMs)
+		if share, ok := AllReduceShare(j.RecentSteps); ok {
+			speed += fmt.Sprintf(", all-reduce %.0f%%", 100*share)
+		}
+		row("throughput", "%s", speed)
+	}
+	group := fmt.Sprintf("epoch %d, world %d", j.Epoch, len(j.Members))
+	if len(j.Members) > 0 {
+		group += " [" + strings.Join(j.Members, " ") + "]"
+	}
+	if n := len(j.RecentSteps); n > 0 {
+		group += fmt.Sprintf(", data epoch %d", j.RecentSteps[n-1].Epoch)
+	}
+	group += fmt.Sprintf(", restarts %d, global batch %d", j.Restarts, j.GlobalBatch)
+	row("group", "%s", group)
+	if n := len(j.Checkpoints); n > 0 {
+		cp := j.Checkpoints[n-1]
+		row("checkpoints", "%d, latest step %d: %s", n, cp.Step, cp.Path)
+	}
+	if len(metrics) > 0 {
+		flat := map[string]string{}
+		flatten("", metrics, flat)
+		keys := slices.Sorted(maps.Keys(flat))
+		label := "metrics"
+		for _, k := range keys {
+			row(label, "%s %s", k, flat[k])
+			label = ""
+		}
+	}
+	if j.Adapter != "" {
+		row("adapter", "%s", j.Adapter)
+	}
+	row("output", "%s", j.OutputDir)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// flatten turns nested JSON objects into dotted keys with printable
+// values: numbers with 4 significant digits, everything else as JSON
+// would show it.
+func flatten(prefix string, m map[string]any, out map[string]string) {
+	for k, v := range m {
+		if prefix != "" {
+			k = prefix + "." + k
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			flatten(k, x, out)
+		case float64:
+			out[k] = formatNumber(x)
+		default:
+			out[k] = fmt.Sprint(x)
+		}
+	}
+}
+
+func formatNumber(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 4, 64)
+}
