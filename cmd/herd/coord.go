@@ -92,6 +92,7 @@ func coordCommand() *cli.Command {
 					&cli.StringFlag{Name: "raft-tls-cert", Usage: "mutual TLS on the raft transport: this coordinator's certificate (PEM)"},
 					&cli.StringFlag{Name: "raft-tls-key", Usage: "its key (PEM)"},
 					&cli.StringFlag{Name: "raft-tls-ca", Usage: "the CA (PEM) that signed every coordinator's raft certificate"},
+					httpAddrFlag,
 				),
 				Action: coordStart,
 			},
@@ -172,10 +173,16 @@ func coordStart(c *cli.Context) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	fmt.Fprintf(c.App.Writer, "coordinator %s running: nats %s, raft %s, data %s\n", cfg.ID, srv.ClientURL(), cfg.RaftAddr, cfg.DataDir)
+	stopLive, err := startLive(c, c.App.Writer, srv, log)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
 	log.Info("shutting down")
+	stopLive()
 	if err := srv.Close(); err != nil {
 		return cli.Exit(err.Error(), 1)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herdml/herd/configs"
+	"github.com/herdml/herd/coordinator/live"
 	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
 	"github.com/herdml/herd/model/hub"
@@ -181,21 +182,31 @@ func statusCommand() *cli.Command {
 			if c.NArg() > 1 {
 				return cli.Exit("status expects at most one argument, JOB", 2)
 			}
-			var res proto.StatusResult
+			// The job is decoded twice: as a JobInfo, and for a "metrics"
+			// object that a newer coordinator may add.
+			var res struct {
+				Job     json.RawMessage    `json:"job"`
+				Cluster *proto.ClusterInfo `json:"cluster"`
+			}
 			if err := apiCall(c, proto.SubjectStatus, proto.StatusRequest{Job: c.Args().First()}, &res); err != nil {
 				return err
 			}
 			w := c.App.Writer
-			if c.Bool("json") {
-				if res.Job != nil {
-					res.Job.ConfigYAML = ""
-					return printJSON(w, res.Job)
+			if len(res.Job) > 0 {
+				var j proto.JobInfo
+				if err := json.Unmarshal(res.Job, &j); err != nil {
+					return cli.Exit(fmt.Sprintf("status: the coordinator's answer: %v", err), 1)
 				}
-				return printJSON(w, res.Cluster)
+				if c.Bool("json") {
+					j.ConfigYAML = ""
+					return printJSON(w, j)
+				}
+				var raw map[string]any
+				_ = json.Unmarshal(res.Job, &raw)
+				return live.WriteJob(w, &j, live.Metrics(raw))
 			}
-			if j := res.Job; j != nil {
-				printJob(w, j)
-				return nil
+			if c.Bool("json") {
+				return printJSON(w, res.Cluster)
 			}
 			ci := res.Cluster
 			fmt.Fprintf(w, "coordinators (leader %s):\n", ci.Leader)
@@ -225,22 +236,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func printJob(w io.Writer, j *proto.JobInfo) {
-	fmt.Fprintf(w, "job %s (%s): %s\n", j.ID, j.Name, j.Status)
-	if j.Error != "" {
-		fmt.Fprintf(w, "  error: %s\n", j.Error)
-	}
-	fmt.Fprintf(w, "  step %d/%d, loss %.4f, %.0f tokens/s, %.0f ms/step\n", j.Step, j.TotalSteps, j.Loss, j.TokensPerSec, j.StepMs)
-	fmt.Fprintf(w, "  group epoch %d, world %d [%s], restarts %d, global batch %d\n", j.Epoch, len(j.Members), strings.Join(j.Members, " "), j.Restarts, j.GlobalBatch)
-	for _, cp := range j.Checkpoints {
-		fmt.Fprintf(w, "  checkpoint step %d: %s\n", cp.Step, cp.Path)
-	}
-	if j.Adapter != "" {
-		fmt.Fprintf(w, "  adapter: %s\n", j.Adapter)
-	}
-	fmt.Fprintf(w, "  output: %s\n", j.OutputDir)
 }
 
 func cancelCommand() *cli.Command {

@@ -40,6 +40,7 @@ func trainCommand() *cli.Command {
 			&cli.BoolFlag{Name: "resume", Usage: "continue the run in output_dir from its last checkpoint"},
 			&cli.StringFlag{Name: "devices", Value: "cpu", Usage: "cpu or cuda:N[,cuda:M...]: one engine per device, gradients summed locally"},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
+			httpAddrFlag,
 		},
 		Action: train,
 	}
@@ -128,6 +129,13 @@ func train(c *cli.Context) error {
 	case resume && proto.Terminal(prev.Status):
 		return cli.Exit(fmt.Sprintf("--resume: the run in %s is %s (%s); start it again without --resume", cfg.OutputDir, prev.Status, prev.Error), 1)
 	}
+
+	// Deferred after closeSrv, so that it stops first.
+	stopLive, err := startLive(c, c.App.ErrWriter, srv, log)
+	if err != nil {
+		return err
+	}
+	defer stopLive()
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
