@@ -44,13 +44,16 @@ func ETA(j *proto.JobInfo) (eta time.Duration, ok bool) {
 }
 
 // AllReduceShare is the fraction of the steps' wall time spent in the
-// all-reduce; ok is false when none was measured (one worker, or no
-// steps).
+// all-reduce, over the steps of groups of several workers (a world of one
+// reduces nothing worth showing); ok is false when there are none, or no
+// all-reduce time was measured.
 func AllReduceShare(steps []proto.StepStat) (share float64, ok bool) {
 	var ar, total float64
 	for _, s := range steps {
-		ar += s.AllReduceMs
-		total += s.StepMs
+		if s.World > 1 {
+			ar += s.AllReduceMs
+			total += s.StepMs
+		}
 	}
 	if ar <= 0 || total <= 0 {
 		return 0, false

@@ -17,7 +17,7 @@ func runningJob() *proto.JobInfo {
 	// Losses 8 7 6 5 4 3 2 1 at steps 33..40, one every 500 ms, a fifth of
 	// each step in the all-reduce.
 	for i := range 8 {
-		j.RecentSteps = append(j.RecentSteps, proto.StepStat{Step: 33 + i, Epoch: 2, Loss: float64(8 - i),
+		j.RecentSteps = append(j.RecentSteps, proto.StepStat{Step: 33 + i, Epoch: 2, Loss: float64(8 - i), World: 2,
 			StepMs: 250, AllReduceMs: 50, At: t0.Add(time.Duration(i) * 500 * time.Millisecond)})
 	}
 	return j
@@ -98,8 +98,11 @@ func TestAllReduceShare(t *testing.T) {
 	if s, ok := AllReduceShare(runningJob().RecentSteps); !ok || math.Abs(s-0.2) > 1e-12 {
 		t.Fatalf("share %v %v", s, ok)
 	}
-	if _, ok := AllReduceShare([]proto.StepStat{{StepMs: 10}}); ok {
+	if _, ok := AllReduceShare([]proto.StepStat{{StepMs: 10, World: 2}}); ok {
 		t.Fatal("a share without all-reduce time")
+	}
+	if _, ok := AllReduceShare([]proto.StepStat{{StepMs: 10, AllReduceMs: 1, World: 1}}); ok {
+		t.Fatal("a share of a world of one")
 	}
 	if _, ok := AllReduceShare(nil); ok {
 		t.Fatal("a share without steps")
