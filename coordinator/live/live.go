@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -89,9 +90,9 @@ type Job struct {
 	// AllReduceShare is the fraction of recent step time spent in the
 	// all-reduce (absent with no all-reduce time measured).
 	AllReduceShare *float64 `json:"allreduce_share,omitempty"`
-	// Loss and TokensPerSecSeries are [step, value] points, thinned to
-	// about MaxPoints.
-	Loss               [][2]float64 `json:"loss"`
+	// LossSeries and TokensPerSecSeries are [step, value] points, thinned
+	// to about MaxPoints.
+	LossSeries         [][2]float64 `json:"loss_series"`
 	TokensPerSecSeries [][2]float64 `json:"tokens_per_sec_series"`
 	// Metrics is the job record's "metrics" object (scoring results),
 	// shown as a flat table; absent when the job has none.
@@ -175,7 +176,7 @@ func Snapshot(ctx context.Context, src Source, job string, now time.Time) View {
 
 // detail builds the detailed view of j.
 func detail(j *coordinator.Job) Job {
-	d := Job{JobInfo: j.Info(false), Loss: [][2]float64{}, TokensPerSecSeries: [][2]float64{}, Events: []proto.LogEntry{}}
+	d := Job{JobInfo: j.Info(false), LossSeries: [][2]float64{}, TokensPerSecSeries: [][2]float64{}, Events: []proto.LogEntry{}}
 	d.RecentSteps = j.RecentSteps(coordinator.RecentSteps)
 	var steps []proto.StepStat
 	for _, e := range j.Log {
@@ -189,7 +190,7 @@ func detail(j *coordinator.Job) Job {
 		d.Events = slices.Clone(d.Events[n-maxEvents:])
 	}
 	for _, s := range thin(steps, MaxPoints) {
-		d.Loss = append(d.Loss, [2]float64{float64(s.Step), s.Loss})
+		d.LossSeries = append(d.LossSeries, [2]float64{float64(s.Step), s.Loss})
 		d.TokensPerSecSeries = append(d.TokensPerSecSeries, [2]float64{float64(s.Step), s.TokensPerSec})
 	}
 	if n := len(steps); n > 0 {
@@ -225,19 +226,37 @@ func thin(steps []proto.StepStat, max int) []proto.StepStat {
 }
 
 // Metrics returns the "metrics" object of a job record (any value that
-// marshals to a JSON object), nil when it has none. The scoring results
-// are read by name, not by type, so that any metrics map a job carries is
-// shown without this package knowing its fields.
+// marshals to a JSON object), or else the first one nested one level down
+// (a scoring phase's, "score": {"metrics": ...}); nil when there is none.
+// Metrics are found by name, not by type, so that whatever metrics a job
+// carries are shown without this package knowing their fields.
 func Metrics(record any) map[string]any {
 	b, err := json.Marshal(record)
 	if err != nil {
 		return nil
 	}
-	var m struct {
-		Metrics map[string]any `json:"metrics"`
-	}
-	if json.Unmarshal(b, &m) != nil || len(m.Metrics) == 0 {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(b, &fields) != nil {
 		return nil
 	}
-	return m.Metrics
+	if m := metricsIn(b); m != nil {
+		return m
+	}
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		if m := metricsIn(fields[k]); m != nil {
+			return m
+		}
+	}
+	return nil
+}
+
+// metricsIn returns the non-empty "metrics" object of a JSON object.
+func metricsIn(b json.RawMessage) map[string]any {
+	var o struct {
+		Metrics map[string]any `json:"metrics"`
+	}
+	if json.Unmarshal(b, &o) != nil || len(o.Metrics) == 0 {
+		return nil
+	}
+	return o.Metrics
 }

@@ -97,7 +97,7 @@ func TestState(t *testing.T) {
 	if j == nil || j.ID != "job-2" {
 		t.Fatalf("selected %+v, want job-2", j)
 	}
-	if len(j.Loss) != 30 || j.Loss[0] != [2]float64{1, 3} || j.Loss[29] != [2]float64{30, 0.1} {
+	if len(j.LossSeries) != 30 || j.LossSeries[0] != [2]float64{1, 3} || j.LossSeries[29] != [2]float64{30, 0.1} {
 		t.Fatalf("loss curve %v", j.Loss)
 	}
 	if len(j.TokensPerSecSeries) != 30 || j.TokensPerSecSeries[29][1] != 1030 {
@@ -123,7 +123,7 @@ func TestState(t *testing.T) {
 
 func TestStateSelectsJob(t *testing.T) {
 	h := NewHandler(newFake(), nil)
-	if v := getState(t, h, "?job=job-1"); v.Selected == nil || v.Selected.ID != "job-1" || v.Selected.ETASeconds != nil || len(v.Selected.Loss) != 5 {
+	if v := getState(t, h, "?job=job-1"); v.Selected == nil || v.Selected.ID != "job-1" || v.Selected.ETASeconds != nil || len(v.Selected.LossSeries) != 5 {
 		t.Fatalf("selected %+v", v.Selected)
 	}
 	// An unknown job falls back to the default.
@@ -148,7 +148,7 @@ func TestStateWithoutLeader(t *testing.T) {
 	f.clusterErr = errors.New("no leader")
 	f.ci.Leader = ""
 	v := getState(t, NewHandler(f, nil), "")
-	if v.ClusterError != "no leader" || v.Selected == nil || len(v.Selected.Loss) != 30 {
+	if v.ClusterError != "no leader" || v.Selected == nil || len(v.Selected.LossSeries) != 30 {
 		t.Fatalf("view without leader %+v", v)
 	}
 }
@@ -185,6 +185,21 @@ func TestMetrics(t *testing.T) {
 	}
 	if m := Metrics(scored{ID: "job-1"}); m != nil {
 		t.Fatalf("metrics of a job without any: %v", m)
+	}
+	// A phase's metrics, nested one level down; JSON nulls stay nil.
+	one := 1.0
+	nested := struct {
+		ID    string `json:"id"`
+		Steps []int  `json:"steps"`
+		Score struct {
+			Phase   string              `json:"phase"`
+			Metrics map[string]*float64 `json:"metrics"`
+		} `json:"score"`
+	}{ID: "job-2", Steps: []int{1}}
+	nested.Score.Phase = "done"
+	nested.Score.Metrics = map[string]*float64{"exact_match": &one, "bleu": nil}
+	if m := Metrics(nested); len(m) != 2 || m["exact_match"] != 1.0 || m["bleu"] != nil {
+		t.Fatalf("nested metrics %v", m)
 	}
 	if m := Metrics(coordinator.Job{ID: "job-1"}); m != nil {
 		t.Fatalf("metrics of a job record: %v", m)

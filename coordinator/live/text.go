@@ -141,6 +141,8 @@ func flatten(prefix string, m map[string]any, out map[string]string) {
 			flatten(k, x, out)
 		case float64:
 			out[k] = formatNumber(x)
+		case nil:
+			out[k] = "null"
 		default:
 			out[k] = fmt.Sprint(x)
 		}

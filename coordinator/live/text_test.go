@@ -25,7 +25,7 @@ func runningJob() *proto.JobInfo {
 
 func TestWriteJob(t *testing.T) {
 	var b strings.Builder
-	if err := WriteJob(&b, runningJob(), map[string]any{"accuracy": 0.912345, "eval": map[string]any{"loss": 1.5, "n": 200.0}}); err != nil {
+	if err := WriteJob(&b, runningJob(), map[string]any{"accuracy": 0.912345, "eval": map[string]any{"loss": 1.5, "n": 200.0, "bleu": nil}}); err != nil {
 		t.Fatal(err)
 	}
 	want := `job job-2 (tiny): running
@@ -35,6 +35,7 @@ func TestWriteJob(t *testing.T) {
   group        epoch 3, world 2 [b a], data epoch 2, restarts 1, global batch 8
   checkpoints  2, latest step 40: /out/checkpoints/step-40
   metrics      accuracy 0.9123
+               eval.bleu null
                eval.loss 1.5
                eval.n 200
   output       /out

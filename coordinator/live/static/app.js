@@ -115,8 +115,8 @@ function niceStep(span, n) {
 
 // chart draws [x, y] points as an SVG line chart. The polyline carries
 // data-series and data-points, which the end-to-end test reads.
-function chart(name, title, points, color, fmt) {
-  const W = 640, H = 220, L = 58, R = 14, T = 10, B = 26;
+function chart(name, title, points, color, fmt, W) {
+  const H = 220, L = 58, R = 14, T = 10, B = 26;
   const svg = h("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, "data-chart": name });
   const box = h("div", { class: "chart" }, h("h4", null, title), svg);
   if (points.length === 0) {
@@ -132,11 +132,13 @@ function chart(name, title, points, color, fmt) {
   const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
   const ys = niceStep(y1 - y0, 4);
+  // Tick labels show as many decimals as the tick spacing needs.
+  const digits = Math.max(0, -Math.floor(Math.log10(ys)));
   for (let y = Math.ceil(y0 / ys) * ys; y <= y1; y += ys) {
     svg.append(h("svg:line", { x1: L, x2: W - R, y1: sy(y), y2: sy(y), class: "grid" }));
-    svg.append(h("svg:text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end", class: "axis" }, fmt(y)));
+    svg.append(h("svg:text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end", class: "axis" }, y >= 1e4 ? fmtRate(y) : y.toFixed(digits)));
   }
-  const xs = Math.max(1, niceStep(x1 - x0, 6));
+  const xs = Math.max(1, niceStep(x1 - x0, W / 110));
   for (let x = Math.ceil(x0 / xs) * xs; x <= x1; x += xs) {
     svg.append(h("svg:text", { x: sx(x), y: H - 8, "text-anchor": "middle", class: "axis" }, String(Math.round(x))));
   }
@@ -179,16 +181,17 @@ function renderJob(v) {
   const j = v.selected;
   const sec = document.getElementById("job");
   if (!j) return sec.replaceChildren(h("h2", null, "Job"), h("p", { class: "empty" }, "no job to show"));
-  const pct = j.total_steps > 0 ? " (" + Math.floor((100 * j.step) / j.total_steps) + "%)" : "";
+  const pct = j.total_steps > 0 ? " · " + Math.floor((100 * j.step) / j.total_steps) + "%" : "";
   const tiles = [
-    tile("step", j.step + "/" + j.total_steps + pct, { "data-tile": "step" }),
+    tile("step" + pct, j.step + "/" + j.total_steps, { "data-tile": "step" }),
     tile("loss", j.step > 0 ? fmtLoss(j.loss) : "–", { "data-tile": "loss" }),
     tile("tokens/s", fmtRate(j.tokens_per_sec)),
     tile("ETA", j.eta_s === undefined ? "–" : fmtDur(j.eta_s)),
   ];
-  if (j.allreduce_share !== undefined) tiles.push(tile("all-reduce", (100 * j.allreduce_share).toFixed(0) + "% of step"));
+  if (j.allreduce_share !== undefined) tiles.push(tile("all-reduce share", (100 * j.allreduce_share).toFixed(0) + "%"));
   tiles.push(
-    tile("group epoch", j.epoch + " · world " + (j.members || []).length),
+    tile("world", (j.members || []).length),
+    tile("group epoch", j.epoch),
     tile("data epoch", j.data_epoch),
     tile("restarts", j.restarts));
   const cps = j.checkpoints || [];
@@ -212,8 +215,8 @@ function renderJob(v) {
     j.error ? h("p", { class: "error" }, j.error) : "",
     h("div", { class: "tiles" }, tiles),
     h("div", { class: "charts" },
-      chart("loss", "Training loss", j.loss, "#2f6fdf", fmtLoss),
-      chart("tokens_per_sec", "Tokens/s", j.tokens_per_sec_series, "#1f9d55", fmtRate)),
+      chart("loss", "Training loss", j.loss_series, "#2f6fdf", fmtLoss, 640),
+      chart("tokens_per_sec", "Tokens/s", j.tokens_per_sec_series, "#1f9d55", fmtRate, 320)),
     h("div", { class: "cols" }, h("div", null, side), events));
 }
 
