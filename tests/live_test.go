@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdml/herd/coordinator"
+	"github.com/herdml/herd/coordinator/live"
 	"github.com/herdml/herd/internal/proto"
 )
 
@@ -91,6 +95,61 @@ func TestLiveView(t *testing.T) {
 	var j proto.JobInfo
 	if err := c.statusJSON(id, &j); err != nil || len(j.RecentSteps) < 2 {
 		t.Fatalf("status --json: %v, %d recent steps", err, len(j.RecentSteps))
+	}
+}
+
+// handState is a live.Source over a hand-made state: a follower that
+// cannot reach the leader, and a two-worker job whose steps spend a fifth
+// of their time in the all-reduce.
+type handState struct{ st *coordinator.State }
+
+func (h handState) ID() string                { return "c1" }
+func (h handState) Role() string              { return "follower" }
+func (h handState) State() *coordinator.State { return h.st }
+func (h handState) ClusterStatus(context.Context) (proto.ClusterInfo, error) {
+	return proto.ClusterInfo{Servers: []proto.ServerInfo{{ID: "c0", RaftAddr: "10.0.0.1:7000"}, {ID: "c1", RaftAddr: "10.0.0.2:7000"}},
+			Workers: []proto.WorkerInfo{{ID: "w0", Device: "cuda:0"}, {ID: "w1", Device: "cuda:1"}}},
+		errors.New("no coordinator answered")
+}
+
+// TestLiveViewPage renders what a real cluster on this machine cannot
+// show cheaply: two ranks, the all-reduce share, a job chosen by URL, and
+// the banner of a coordinator that lost its leader.
+func TestLiveViewPage(t *testing.T) {
+	chromium := findChromium(t)
+	st := coordinator.NewState()
+	t0 := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	for i, name := range []string{"first", "second"} {
+		j := &coordinator.Job{ID: fmt.Sprintf("job-%d", i+1), Name: name, Status: proto.StatusRunning, SubmittedAt: t0.Add(time.Duration(i) * time.Minute),
+			TotalSteps: 200, Epoch: coordinator.GroupEpoch{Number: 2, Members: []string{"w1", "w0"}}}
+		for k := 1; k <= 30+10*i; k++ {
+			j.LogSeq++
+			j.Log = append(j.Log, proto.LogEntry{Seq: j.LogSeq, Kind: "step", Step: &proto.StepStat{Step: k, TotalSteps: 200, Loss: 3 - float64(k)/20,
+				World: 2, StepMs: 100, AllReduceMs: 20, TokensPerSec: 5000, At: t0.Add(time.Duration(k) * 100 * time.Millisecond)}})
+			j.Step, j.Loss, j.TokensPerSec, j.StepMs = k, 3-float64(k)/20, 5000, 100
+		}
+		st.Jobs[j.ID] = j
+	}
+	srv := httptest.NewServer(live.NewHandler(handState{st}, nil))
+	defer srv.Close()
+	dom := runChromium(t, chromium, "--dump-dom", srv.URL+"/?job=job-1")
+	for _, want := range []string{
+		`<h3>job-1</h3>`, // chosen by URL, not the newest
+		`data-series="loss" data-points="30"`,
+		`data-tile="allreduce"><div class="k">all-reduce share</div><div class="v">20%</div>`,
+		`data-tile="world"><div class="k">world</div><div class="v">2</div>`,
+		`<td>w1</td><td>cuda:1</td><td><span class="badge unknown">unknown</span></td><td>job-2 #0</td>`,
+		`No leader answered; worker liveness is unknown: no coordinator answered`,
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	if strings.Contains(dom, `class="banner" hidden`) {
+		t.Error("the no-leader banner is hidden")
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", tail(dom, 6000))
 	}
 }
 

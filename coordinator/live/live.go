@@ -140,8 +140,13 @@ func Snapshot(ctx context.Context, src Source, job string, now time.Time) View {
 		v.ClusterError = err.Error()
 	}
 	// Jobs and ranks come from this coordinator's own state, the freshest
-	// it has; the leader's answer adds only what raft does not hold.
-	rank := map[string]int{}
+	// it has; the leader's answer adds only what raft does not hold
+	// (liveness), and without it the workers' jobs still show.
+	type seat struct {
+		job  string
+		rank int
+	}
+	member := map[string]seat{}
 	var running, newest *coordinator.Job
 	for _, j := range st.JobList() {
 		v.Jobs = append(v.Jobs, j.Info(false))
@@ -149,16 +154,16 @@ func Snapshot(ctx context.Context, src Source, job string, now time.Time) View {
 		if j.Status == proto.StatusRunning {
 			running = j
 			for r, m := range j.Epoch.Members {
-				rank[m] = r
+				member[m] = seat{j.ID, r}
 			}
 		}
 	}
 	for _, w := range ci.Workers {
-		r, ok := rank[w.ID]
-		if !ok {
-			r = -1
+		lw := Worker{WorkerInfo: w, Rank: -1}
+		if m, ok := member[w.ID]; ok && (w.Job == "" || w.Job == m.job) {
+			lw.Job, lw.Rank = m.job, m.rank
 		}
-		v.Workers = append(v.Workers, Worker{WorkerInfo: w, Rank: r})
+		v.Workers = append(v.Workers, lw)
 	}
 	sel := st.Jobs[job]
 	if sel == nil {

@@ -147,9 +147,16 @@ func TestStateWithoutLeader(t *testing.T) {
 	f := newFake()
 	f.clusterErr = errors.New("no leader")
 	f.ci.Leader = ""
+	for i := range f.ci.Workers {
+		f.ci.Workers[i].Alive, f.ci.Workers[i].Job = false, ""
+	}
 	v := getState(t, NewHandler(f, nil), "")
 	if v.ClusterError != "no leader" || v.Selected == nil || len(v.Selected.LossSeries) != 30 {
 		t.Fatalf("view without leader %+v", v)
+	}
+	// The workers' jobs and ranks still show, from the local state.
+	if w := v.Workers[1]; w.ID != "b" || w.Job != "job-2" || w.Rank != 0 {
+		t.Fatalf("worker b without a leader: %+v", w)
 	}
 }
 

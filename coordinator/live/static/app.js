@@ -76,7 +76,7 @@ function renderWorkers(v) {
   if (v.workers.length === 0) return fill("workers", h("p", { class: "empty" }, "no workers registered"));
   const known = !v.cluster_error;
   const rows = v.workers.map((w) => {
-    let health = !known ? badge("unknown", "") : w.alive ? badge("alive") : badge("lost");
+    let health = !known ? badge("unknown") : w.alive ? badge("alive") : badge("lost");
     if (w.excluded_until) health = badge("cool-down", "cooldown");
     return h("tr", { "data-worker": w.id },
       h("td", null, w.id),
@@ -175,7 +175,7 @@ function flatten(prefix, obj, out) {
   return out;
 }
 
-function tile(k, v, attrs) { return h("div", Object.assign({ class: "tile" }, attrs), h("div", { class: "k" }, k), h("div", { class: "v" }, v)); }
+function tile(k, v, name) { return h("div", { class: "tile", "data-tile": name }, h("div", { class: "k" }, k), h("div", { class: "v" }, v)); }
 
 function renderJob(v) {
   const j = v.selected;
@@ -183,17 +183,17 @@ function renderJob(v) {
   if (!j) return sec.replaceChildren(h("h2", null, "Job"), h("p", { class: "empty" }, "no job to show"));
   const pct = j.total_steps > 0 ? " · " + Math.floor((100 * j.step) / j.total_steps) + "%" : "";
   const tiles = [
-    tile("step" + pct, j.step + "/" + j.total_steps, { "data-tile": "step" }),
-    tile("loss", j.step > 0 ? fmtLoss(j.loss) : "–", { "data-tile": "loss" }),
-    tile("tokens/s", fmtRate(j.tokens_per_sec)),
-    tile("ETA", j.eta_s === undefined ? "–" : fmtDur(j.eta_s)),
+    tile("step" + pct, j.step + "/" + j.total_steps, "step"),
+    tile("loss", j.step > 0 ? fmtLoss(j.loss) : "–", "loss"),
+    tile("tokens/s", fmtRate(j.tokens_per_sec), "tokens_per_sec"),
+    tile("ETA", j.eta_s === undefined ? "–" : fmtDur(j.eta_s), "eta"),
   ];
-  if (j.allreduce_share !== undefined) tiles.push(tile("all-reduce share", (100 * j.allreduce_share).toFixed(0) + "%"));
+  if (j.allreduce_share !== undefined) tiles.push(tile("all-reduce share", (100 * j.allreduce_share).toFixed(0) + "%", "allreduce"));
   tiles.push(
-    tile("world", (j.members || []).length),
-    tile("group epoch", j.epoch),
-    tile("data epoch", j.data_epoch),
-    tile("restarts", j.restarts));
+    tile("world", (j.members || []).length, "world"),
+    tile("group epoch", j.epoch, "epoch"),
+    tile("data epoch", j.data_epoch, "data_epoch"),
+    tile("restarts", j.restarts, "restarts"));
   const cps = j.checkpoints || [];
   const cpBox = h("div", null, h("h4", null, "Checkpoints (" + cps.length + ")"),
     cps.length === 0 ? h("p", { class: "empty" }, "none yet") :
