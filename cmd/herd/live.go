@@ -27,7 +27,7 @@ func startLive(c *cli.Context, w io.Writer, srv *coordinator.Server, log *slog.L
 	}
 	lv, err := live.Listen(addr, srv, log)
 	if err != nil {
-		return nil, cli.Exit(err.Error(), 1)
+		return nil, cli.Exit("--http-addr: "+err.Error(), 1)
 	}
 	fmt.Fprintf(w, "live view: %s\n", lv.URL())
 	return func() {

@@ -25,7 +25,7 @@ func Listen(addr string, src Source, log *slog.Logger) (*Server, error) {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("live view: --http-addr %s: %w (another process on that port? port 0 picks a free one)", addr, err)
+		return nil, fmt.Errorf("live view: listen on %s: %w (another process on that port? port 0 picks a free one)", addr, err)
 	}
 	s := &Server{
 		srv:  &http.Server{Handler: NewHandler(src, log), ReadHeaderTimeout: 10 * time.Second},
