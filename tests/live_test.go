@@ -140,6 +140,7 @@ func TestLiveViewPage(t *testing.T) {
 		`data-tile="world"><div class="k">world</div><div class="v">2</div>`,
 		`<td>w1</td><td>cuda:1</td><td><span class="badge unknown">unknown</span></td><td>job-2 #0</td>`,
 		`No leader answered; worker liveness is unknown: no coordinator answered`,
+		`<td>c0</td><td><span class="badge unknown">unknown</span></td>`,
 	} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the page lacks %s", want)
@@ -151,6 +152,9 @@ func TestLiveViewPage(t *testing.T) {
 	if t.Failed() {
 		t.Logf("DOM:\n%s", tail(dom, 6000))
 	}
+	shot := filepath.Join(artifactDir(t), "live-view-no-leader.png")
+	runChromium(t, chromium, "--screenshot="+shot, "--window-size=1280,900", srv.URL+"/?job=job-1")
+	t.Logf("screenshot: %s", shot)
 }
 
 // findChromium returns the headless browser the live view test drives;

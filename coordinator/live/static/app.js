@@ -67,7 +67,7 @@ function renderServers(v) {
   if (!v.servers || v.servers.length === 0) return fill("servers", h("p", { class: "empty" }, "no raft configuration known"));
   const rows = v.servers.map((s) => h("tr", null,
     h("td", null, s.id, s.id === v.coordinator ? h("span", { class: "dim" }, " (this)") : ""),
-    h("td", null, s.leader ? badge("leader") : badge(s.id === v.coordinator ? v.role : "follower")),
+    h("td", null, s.leader ? badge("leader") : s.id === v.coordinator ? badge(v.role) : v.cluster_error ? badge("unknown") : badge("follower")),
     h("td", { class: "path" }, s.raft_addr)));
   fill("servers", table([["id"], ["role"], ["raft"]], rows));
 }
@@ -228,7 +228,7 @@ function setConn(state, text) {
 
 function render(v) {
   const role = v.role + (v.leader && v.role !== "leader" ? ", leader " + v.leader : "");
-  setConn("ok", "coordinator " + v.coordinator + " (" + role + ") · updated " + fmtTime(v.time));
+  setConn(v.cluster_error ? "warn" : "ok", "coordinator " + v.coordinator + " (" + role + ") · updated " + fmtTime(v.time));
   const banner = document.getElementById("banner");
   banner.hidden = !v.cluster_error;
   banner.textContent = v.cluster_error ? "No leader answered; worker liveness is unknown: " + v.cluster_error : "";
