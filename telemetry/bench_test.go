@@ -17,7 +17,7 @@ func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { ret
 func (discard) Shutdown(context.Context) error                             { return nil }
 
 // traceStep is what a worker does per training step: a step span with its
-// five phase spans, as children of the group epoch span from NATS.
+// four phase spans, as children of the group epoch span from NATS.
 func traceStep(ctx context.Context, tr trace.Tracer, step int) {
 	sctx, sp := tr.Start(ctx, SpanStep, trace.WithAttributes(AttrStep.Int(step), AttrRank.Int(0)))
 	for _, ph := range StepPhases {
@@ -28,7 +28,7 @@ func traceStep(ctx context.Context, tr trace.Tracer, step int) {
 }
 
 // BenchmarkStepTracing measures the per-step cost of tracing (one step span
-// and its five phase spans). Baseline "no-provider" is what herd runs with
+// and its four phase spans). Baseline "no-provider" is what herd runs with
 // no exporter configured; "not-sampled" is a job whose trace was not
 // sampled (sample_ratio < 1); "sampled" records and batches every span to
 // an exporter that drops them; "sampled-file" writes every one of them to a

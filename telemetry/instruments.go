@@ -45,6 +45,9 @@ const (
 	AttrBytes   = attribute.Key("herd.bytes")   // bytes moved (all-reduce, checkpoint)
 	AttrWorld   = attribute.Key("herd.world")   // world size
 	AttrOutcome = attribute.Key("herd.outcome") // done | retried
+	AttrAction  = attribute.Key("herd.action")  // scheduling decision: form | wait | fail
+	AttrReason  = attribute.Key("herd.reason")  // why the scheduler decided it
+	AttrMicro   = attribute.Key("herd.micro_batches")
 )
 
 // durationBuckets (seconds) cover a 1 ms all-reduce to a 10 minute checkpoint.
@@ -111,11 +114,17 @@ func NewMetrics(m metric.Meter) (*Metrics, error) {
 // Train returns the recorder for one training job; attrs are added to every
 // measurement (a worker might add AttrWorker).
 func (m *Metrics) Train(job string, attrs ...attribute.KeyValue) TrainRecorder {
+	if m == nil {
+		return TrainRecorder{}
+	}
 	return TrainRecorder{m: m, opt: metric.WithAttributeSet(attribute.NewSet(append([]attribute.KeyValue{AttrJob.String(job)}, attrs...)...))}
 }
 
 // Score returns the recorder for one scoring job.
 func (m *Metrics) Score(job string, attrs ...attribute.KeyValue) ScoreRecorder {
+	if m == nil {
+		return ScoreRecorder{}
+	}
 	kvs := append([]attribute.KeyValue{AttrJob.String(job)}, attrs...)
 	return ScoreRecorder{
 		m:       m,
@@ -132,10 +141,17 @@ type TrainRecorder struct {
 	opt metric.MeasurementOption
 }
 
-// Step records one optimizer step. Fields that are zero (no all-reduce in
-// a one-worker group, for instance) are recorded as zero, except that the
-// all-reduce instruments skip steps with AllReduceSeconds = 0.
+// Step records one optimizer step: Progress and Timing.
 func (r TrainRecorder) Step(ctx context.Context, s Step) {
+	r.Progress(ctx, s)
+	r.Timing(ctx, s)
+}
+
+// Progress records the job-wide results of a step: loss, learning rate,
+// gradient norm, tokens and tokens/s, and the step count. Every member of
+// a group computes the same values, so one of them (rank 0) records them:
+// counters summed over workers would count each step world times.
+func (r TrainRecorder) Progress(ctx context.Context, s Step) {
 	if r.m == nil {
 		return
 	}
@@ -146,6 +162,16 @@ func (r TrainRecorder) Step(ctx context.Context, s Step) {
 	m.tokensPerSec.Record(ctx, s.TokensPerSec, o)
 	m.steps.Add(ctx, 1, o)
 	m.tokens.Add(ctx, s.Tokens, o)
+}
+
+// Timing records where one worker's step went: step and compute time, and
+// the all-reduce's time, bytes and bus bandwidth (skipped when
+// AllReduceSeconds is 0, a step without one), and the group size.
+func (r TrainRecorder) Timing(ctx context.Context, s Step) {
+	if r.m == nil {
+		return
+	}
+	m, o := r.m, r.opt
 	m.stepDur.Record(ctx, s.StepSeconds, o)
 	m.computeDur.Record(ctx, s.ComputeSeconds, o)
 	if s.AllReduceSeconds > 0 {

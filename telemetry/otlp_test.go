@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/herdml/herd/internal/natsutil"
+	"github.com/herdml/herd/internal/otlptest"
 )
 
 // The helper process: TestMain runs it instead of the tests when the
@@ -90,8 +91,8 @@ func helperWorker(id string) error {
 // nats-server. The receiver must see one trace with the spans of all three
 // processes, each with the right parent.
 func TestTraceAcrossProcesses(t *testing.T) {
-	recv := newReceiver()
-	otlp := recv.startGRPC(t)
+	recv := otlptest.New()
+	otlp := recv.StartGRPC(t)
 	ns, natsURL, err := natsutil.StartEmbedded(natsutil.EmbeddedOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -157,19 +158,19 @@ func TestTraceAcrossProcesses(t *testing.T) {
 		}
 	}
 
-	// 3 coordinator spans + 6 per worker.
+	// 3 coordinator spans + a step and its phases per worker.
 	want := 3 + len(workers)*(1+len(StepPhases))
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if n := len(recv.snapshot()); n < want {
+		if n := len(recv.Spans()); n < want {
 			return fmt.Errorf("receiver has %d spans, want %d", n, want)
 		}
 		return nil
 	})
-	spans := recv.snapshot()
+	spans := recv.Spans()
 	if len(spans) != want {
 		t.Fatalf("receiver has %d spans, want %d", len(spans), want)
 	}
-	byID := map[string]gotSpan{}
+	byID := map[string]otlptest.Span{}
 	instances := map[string]int{}
 	traceID := job.SpanContext().TraceID().String()
 	for _, s := range spans {
@@ -179,10 +180,10 @@ func TestTraceAcrossProcesses(t *testing.T) {
 			t.Errorf("span %s (%s) is in trace %s, want %s", s.Name, s.Instance, s.TraceID, traceID)
 		}
 	}
-	if instances["coord-1"] != 3 || instances["worker-1"] != 6 || instances["worker-2"] != 6 {
-		t.Errorf("spans per instance = %v, want coord-1:3 worker-1:6 worker-2:6", instances)
+	if per := 1 + len(StepPhases); instances["coord-1"] != 3 || instances["worker-1"] != per || instances["worker-2"] != per {
+		t.Errorf("spans per instance = %v, want coord-1:3 and %d per worker", instances, per)
 	}
-	parentName := func(s gotSpan) string {
+	parentName := func(s otlptest.Span) string {
 		if s.ParentID == "" {
 			return ""
 		}
@@ -212,7 +213,7 @@ func TestTraceAcrossProcesses(t *testing.T) {
 			t.Errorf("step span from service %q", s.Service)
 		}
 	}
-	if v, ok := recv.gauge(MetricTrainLoss); !ok || v != 2.5 {
+	if v, ok := recv.Metric(MetricTrainLoss); !ok || v != 2.5 {
 		t.Errorf("OTLP metric %s = %v (present %v), want 2.5", MetricTrainLoss, v, ok)
 	}
 	t.Logf("trace %s: %d spans from %v", traceID, len(spans), instances)
@@ -220,8 +221,8 @@ func TestTraceAcrossProcesses(t *testing.T) {
 
 // TestOTLPHTTP exports over OTLP/HTTP to a base URL with a path.
 func TestOTLPHTTP(t *testing.T) {
-	recv := newReceiver()
-	base := recv.startHTTP(t)
+	recv := otlptest.New()
+	base := recv.StartHTTP(t)
 	ctx := context.Background()
 	tel, err := Setup(ctx, Config{Instance: "h", OTLPEndpoint: base + "/otel", OTLPProtocol: "http", SampleRatio: 1}, nil)
 	if err != nil {
@@ -233,21 +234,19 @@ func TestOTLPHTTP(t *testing.T) {
 	if err := tel.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	spans := recv.snapshot()
+	spans := recv.Spans()
 	if len(spans) != 1 || spans[0].Name != SpanCheckpoint || spans[0].Service != DefaultServiceName {
 		t.Fatalf("spans = %+v", spans)
 	}
-	recv.mu.Lock()
-	defer recv.mu.Unlock()
-	if recv.paths["/otel/v1/traces"] != 1 || recv.paths["/otel/v1/metrics"] == 0 {
-		t.Errorf("request paths = %v, want /otel/v1/traces and /otel/v1/metrics", recv.paths)
+	if paths := recv.Paths(); paths["/otel/v1/traces"] != 1 || paths["/otel/v1/metrics"] == 0 {
+		t.Errorf("request paths = %v, want /otel/v1/traces and /otel/v1/metrics", paths)
 	}
 }
 
 // TestOTLPFromEnvironment turns OTLP on with the standard variables only.
 func TestOTLPFromEnvironment(t *testing.T) {
-	recv := newReceiver()
-	base := recv.startHTTP(t)
+	recv := otlptest.New()
+	base := recv.StartHTTP(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", base)
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 	t.Setenv("OTEL_SERVICE_NAME", "from-env")
@@ -261,8 +260,22 @@ func TestOTLPFromEnvironment(t *testing.T) {
 	if err := tel.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	spans := recv.snapshot()
+	spans := recv.Spans()
 	if len(spans) != 1 || spans[0].Service != "from-env" || !strings.Contains(spans[0].Instance, ":") {
 		t.Fatalf("spans = %+v, want one from service from-env with a host:pid instance", spans)
 	}
+}
+
+// checkFor polls f until it returns nil or wait passes (nats-server's habit).
+func checkFor(t testing.TB, wait, sleep time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(sleep)
+	}
+	t.Fatal(err)
 }

@@ -15,33 +15,38 @@ var nopTracer = noop.NewTracerProvider().Tracer(ScopeName)
 // later span of the job, on any process, descends from it through NATS
 // headers (Inject, Extract).
 //
-//	job                                  coordinator
-//	├── schedule                         coordinator: a placement decision
-//	├── group.epoch                      coordinator: forming group epoch N
-//	│   └── step                         each worker, one per optimizer step
-//	│       ├── step.data                load and collate the micro-batches
-//	│       ├── step.forward
-//	│       ├── step.backward
-//	│       ├── step.allreduce           the collective's reduction
-//	│       └── step.optimizer
-//	├── checkpoint                       the worker that writes it
-//	└── score.batch                      each worker, one per scoring batch
+//	job                                  coordinator: accepting the job
+//	└── schedule                         coordinator: one scheduling decision
+//	    └── group.epoch                  coordinator: forming group epoch N
+//	        ├── state.sync               each member: agreeing on the state
+//	        ├── step                     each member, one per optimizer step
+//	        │   ├── step.data            load and collate the shard
+//	        │   ├── step.forward_backward  one per micro-batch
+//	        │   ├── step.allreduce       the collective's reduction
+//	        │   └── step.optimizer
+//	        └── checkpoint               rank 0 saving a checkpoint
+//	            └── checkpoint.commit    coordinator: recording it in raft
+//	score.batch                          each worker, one per scoring batch
 const (
-	SpanJob           = "job"
-	SpanSchedule      = "schedule"
-	SpanGroupEpoch    = "group.epoch"
-	SpanStep          = "step"
-	SpanStepData      = "step.data"
-	SpanStepForward   = "step.forward"
-	SpanStepBackward  = "step.backward"
-	SpanStepAllReduce = "step.allreduce"
-	SpanStepOptimizer = "step.optimizer"
-	SpanCheckpoint    = "checkpoint"
-	SpanScoreBatch    = "score.batch"
+	SpanJob        = "job"
+	SpanSchedule   = "schedule"
+	SpanGroupEpoch = "group.epoch"
+	SpanStep       = "step"
+	SpanStepData   = "step.data"
+	// SpanStepForwardBackward is one micro-batch's forward and backward
+	// pass: the engine runs them as one call, so they are one span.
+	SpanStepForwardBackward = "step.forward_backward"
+	SpanStepAllReduce       = "step.allreduce"
+	SpanStepOptimizer       = "step.optimizer"
+	SpanStateSync           = "state.sync"
+	SpanCheckpoint          = "checkpoint"
+	// SpanCheckpointCommit is the coordinator recording a checkpoint.
+	SpanCheckpointCommit = "checkpoint.commit"
+	SpanScoreBatch       = "score.batch"
 )
 
 // StepPhases are the child spans of a step, in the order they run.
-var StepPhases = []string{SpanStepData, SpanStepForward, SpanStepBackward, SpanStepAllReduce, SpanStepOptimizer}
+var StepPhases = []string{SpanStepData, SpanStepForwardBackward, SpanStepAllReduce, SpanStepOptimizer}
 
 // End ends span, recording err (when not nil) as the span's error status.
 // Use as: defer func() { telemetry.End(span, err) }().

@@ -150,8 +150,14 @@ func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
 // MeterProvider is the provider behind Metrics, for libraries that take one.
 func (t *Telemetry) MeterProvider() metric.MeterProvider { return t.mp }
 
-// Metrics are herd's instruments, created once.
-func (t *Telemetry) Metrics() *Metrics { return t.metrics }
+// Metrics are herd's instruments, created once. A nil t has none: its
+// recorders (Metrics().Train(...)) record nothing.
+func (t *Telemetry) Metrics() *Metrics {
+	if t == nil {
+		return nil
+	}
+	return t.metrics
+}
 
 // Instance is the service.instance.id of this process's spans and metrics.
 func (t *Telemetry) Instance() string { return t.instance }

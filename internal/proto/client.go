@@ -30,6 +30,13 @@ const attemptTimeout = time.Second
 // leadership, it retries every CallRetry until ctx ends, then returns an
 // error wrapping ErrNoCoordinator. An error reply is returned as an *Error.
 func Call(ctx context.Context, nc *nats.Conn, subject, token string, req, res any) error {
+	_, err := CallMsg(ctx, nc, subject, token, nil, req, res)
+	return err
+}
+
+// CallMsg is Call that also sends the headers hdr (the trace context; the
+// token header is added) and returns the reply's headers.
+func CallMsg(ctx context.Context, nc *nats.Conn, subject, token string, hdr nats.Header, req, res any) (nats.Header, error) {
 	if sr, ok := req.(SubmitRequest); ok && sr.RequestID == "" {
 		var b [12]byte
 		_, _ = rand.Read(b[:])
@@ -38,36 +45,40 @@ func Call(ctx context.Context, nc *nats.Conn, subject, token string, req, res an
 	}
 	data, err := json.Marshal(req)
 	if err != nil {
-		return fmt.Errorf("proto: encode %s request: %w", subject, err)
+		return nil, fmt.Errorf("proto: encode %s request: %w", subject, err)
+	}
+	h := nats.Header{TokenHeader: []string{token}}
+	for k, v := range hdr {
+		h[k] = v
 	}
 	var last error
 	for {
 		ac, cancel := context.WithTimeout(ctx, attemptTimeout)
-		msg := &nats.Msg{Subject: subject, Header: nats.Header{TokenHeader: []string{token}}, Data: data}
+		msg := &nats.Msg{Subject: subject, Header: h, Data: data}
 		reply, err := nc.RequestMsgWithContext(ac, msg)
 		cancel()
 		switch {
 		case err == nil:
 			rerr := decodeReply(reply.Data, res)
 			if !IsCode(rerr, CodeNotLeader) {
-				return rerr
+				return reply.Header, rerr
 			}
 			last = rerr
 		case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout),
 			errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			last = err
 		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
-			return fmt.Errorf("%w: %s: %v", ErrUnreachable, subject, err)
+			return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, subject, err)
 		default:
 			if ctx.Err() == nil {
 				last = err
 				break
 			}
-			return fmt.Errorf("%w: %s: %v (last: %v)", ErrNoCoordinator, subject, ctx.Err(), last)
+			return nil, fmt.Errorf("%w: %s: %v (last: %v)", ErrNoCoordinator, subject, ctx.Err(), last)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s: %v (last: %v)", ErrNoCoordinator, subject, ctx.Err(), last)
+			return nil, fmt.Errorf("%w: %s: %v (last: %v)", ErrNoCoordinator, subject, ctx.Err(), last)
 		case <-time.After(CallRetry):
 		}
 	}
@@ -118,6 +129,12 @@ func Decode(m *nats.Msg, v any) *Error {
 // *Error is sent as is, other errors as CodeInternal). It does nothing for
 // a message without a reply subject.
 func Respond(m *nats.Msg, result any, err error) error {
+	return RespondMsg(m, nil, result, err)
+}
+
+// RespondMsg is Respond with the reply headers hdr (the trace context of
+// what the reply hands out, such as an assignment).
+func RespondMsg(m *nats.Msg, hdr nats.Header, result any, err error) error {
 	if m.Reply == "" {
 		return nil
 	}
@@ -140,5 +157,5 @@ func Respond(m *nats.Msg, result any, err error) error {
 	if err != nil {
 		return err
 	}
-	return m.Respond(data)
+	return m.RespondMsg(&nats.Msg{Header: hdr, Data: data})
 }

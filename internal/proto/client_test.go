@@ -107,3 +107,32 @@ func TestValidID(t *testing.T) {
 		}
 	}
 }
+
+// TestCallMsgHeaders: CallMsg sends its headers beside the token and
+// returns the reply's, which is how trace context crosses a request and
+// its reply.
+func TestCallMsgHeaders(t *testing.T) {
+	nc := server(t)
+	sub, err := nc.Subscribe("herd.test.hdr", func(m *nats.Msg) {
+		if perr := proto.CheckToken(m, "secret"); perr != nil {
+			_ = proto.Respond(m, nil, perr)
+			return
+		}
+		hdr := nats.Header{"traceparent": []string{"reply-" + m.Header.Get("traceparent")}}
+		_ = proto.RespondMsg(m, hdr, echo{Text: "ok"}, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var res echo
+	got, err := proto.CallMsg(ctx, nc, "herd.test.hdr", "secret", nats.Header{"traceparent": []string{"x"}}, echo{}, &res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Text != "ok" || got.Get("traceparent") != "reply-x" {
+		t.Fatalf("result %+v, reply traceparent %q; want ok and reply-x", res, got.Get("traceparent"))
+	}
+}

@@ -1,16 +1,20 @@
-package telemetry
+// Package otlptest is an OTLP receiver for tests: an OpenTelemetry
+// collector's trace and metrics services (gRPC, or HTTP with protobuf
+// bodies) that keep what they are sent, so that a test can check the spans
+// and metrics of processes it started.
+package otlptest
 
 import (
 	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
-	"time"
 
 	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -19,32 +23,34 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// gotSpan is a span as an OTLP receiver saw it, with its resource.
-type gotSpan struct {
+// Span is a span as the receiver saw it, with its resource's service.name
+// and service.instance.id.
+type Span struct {
 	TraceID, SpanID, ParentID string
 	Name                      string
 	Service, Instance         string
 	Attrs                     map[string]string
 }
 
-// receiver is an OTLP collector for tests: it keeps every span and the last
-// value of every gauge it is sent, over gRPC or HTTP (protobuf).
-type receiver struct {
+// Receiver is an OTLP collector for tests: it keeps every span and the last
+// value of every gauge or sum it is sent, over gRPC or HTTP (protobuf).
+type Receiver struct {
 	collectortrace.UnimplementedTraceServiceServer
 	collectormetrics.UnimplementedMetricsServiceServer
 
 	mu     sync.Mutex
-	spans  []gotSpan
+	spans  []Span
 	gauges map[string]float64
 	paths  map[string]int // HTTP request paths
 }
 
-func newReceiver() *receiver {
-	return &receiver{gauges: map[string]float64{}, paths: map[string]int{}}
+// New returns an empty receiver; serve it with StartGRPC or StartHTTP.
+func New() *Receiver {
+	return &Receiver{gauges: map[string]float64{}, paths: map[string]int{}}
 }
 
-// startGRPC serves the receiver on 127.0.0.1 and returns its host:port.
-func (r *receiver) startGRPC(t testing.TB) string {
+// StartGRPC serves the receiver on 127.0.0.1 and returns its host:port.
+func (r *Receiver) StartGRPC(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -53,14 +59,15 @@ func (r *receiver) startGRPC(t testing.TB) string {
 	srv := grpc.NewServer()
 	collectortrace.RegisterTraceServiceServer(srv, r)
 	collectormetrics.RegisterMetricsServiceServer(srv, (*metricsReceiver)(r))
-	go srv.Serve(ln)
+	// Serve returns when Stop (at the test's end) closes the listener.
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	return ln.Addr().String()
 }
 
-// startHTTP serves OTLP/HTTP protobuf on any path ending in /v1/traces or
+// StartHTTP serves OTLP/HTTP protobuf on any path ending in /v1/traces or
 // /v1/metrics and returns the base URL.
-func (r *receiver) startHTTP(t testing.TB) string {
+func (r *Receiver) StartHTTP(t testing.TB) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, err := io.ReadAll(req.Body)
@@ -114,7 +121,7 @@ func anyString(v *commonpb.AnyValue) string {
 }
 
 // Export implements the trace service.
-func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rs := range req.ResourceSpans {
@@ -124,13 +131,13 @@ func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 		}
 		for _, ss := range rs.ScopeSpans {
 			for _, s := range ss.Spans {
-				g := gotSpan{
+				g := Span{
 					TraceID:  hex.EncodeToString(s.TraceId),
 					SpanID:   hex.EncodeToString(s.SpanId),
 					ParentID: hex.EncodeToString(s.ParentSpanId),
 					Name:     s.Name,
-					Service:  res[AttrServiceName],
-					Instance: res[AttrServiceInstanceID],
+					Service:  res["service.name"],
+					Instance: res["service.instance.id"],
 					Attrs:    map[string]string{},
 				}
 				for _, kv := range s.Attributes {
@@ -144,10 +151,10 @@ func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 }
 
 // metricsReceiver gives receiver a second Export method for metrics.
-type metricsReceiver receiver
+type metricsReceiver Receiver
 
 func (m *metricsReceiver) Export(_ context.Context, req *collectormetrics.ExportMetricsServiceRequest) (*collectormetrics.ExportMetricsServiceResponse, error) {
-	r := (*receiver)(m)
+	r := (*Receiver)(m)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rm := range req.ResourceMetrics {
@@ -169,29 +176,24 @@ func (m *metricsReceiver) Export(_ context.Context, req *collectormetrics.Export
 	return &collectormetrics.ExportMetricsServiceResponse{}, nil
 }
 
-func (r *receiver) snapshot() []gotSpan {
+// Paths counts the OTLP/HTTP requests received by URL path.
+func (r *Receiver) Paths() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]gotSpan(nil), r.spans...)
+	return maps.Clone(r.paths)
 }
 
-func (r *receiver) gauge(name string) (float64, bool) {
+// Spans returns the spans received so far.
+func (r *Receiver) Spans() []Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Span(nil), r.spans...)
+}
+
+// Metric returns the last value received for the gauge or sum name.
+func (r *Receiver) Metric(name string) (float64, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v, ok := r.gauges[name]
 	return v, ok
-}
-
-// checkFor polls f until it returns nil or wait passes (nats-server's habit).
-func checkFor(t testing.TB, wait, sleep time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(sleep)
-	}
-	t.Fatal(err)
 }
