@@ -1,23 +1,26 @@
 package coordinator
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/herdml/herd/collective"
 	"github.com/herdml/herd/configs"
 	"github.com/herdml/herd/internal/proto"
+	"github.com/herdml/herd/telemetry"
 )
 
 // The job API (CLI) and the worker protocol, served by the leader. Each
 // handler decodes its request, proposes raft commands as needed and returns
 // the result for the reply.
 
-func (l *leader) submit(m *nats.Msg) (any, error) {
+func (l *leader) submit(m *nats.Msg) (_ any, err error) {
 	var req proto.SubmitRequest
 	if err := proto.Decode(m, &req); err != nil {
 		return nil, err
@@ -54,15 +57,22 @@ func (l *leader) submit(m *nats.Msg) (any, error) {
 		}
 		gb = cfg.Training.MicroBatchSize * cfg.Training.GradAccum * n
 	}
+	// The job span roots the job's trace (or joins the submitter's, when
+	// its request carries one); its context is stored with the job so
+	// that later leaders and the workers continue the trace.
+	ctx, span := l.s.cfg.Telemetry.Start(telemetry.Extract(context.Background(), m.Header), telemetry.SpanJob,
+		trace.WithAttributes(telemetry.AttrRun.String(cfg.RunName)))
+	defer func() { telemetry.End(span, err) }()
 	res, err := l.s.apply(SubmitJobType, SubmitJobCmd{
 		RequestID: req.RequestID, Name: cfg.RunName, ConfigYAML: req.ConfigYAML, OutputDir: cfg.OutputDir, GlobalBatch: gb,
 		Workers: c.Workers, MinWorkers: c.MinWorkers, MaxWorkers: c.MaxWorkers, MaxRestarts: c.MaxRestarts,
-		HeartbeatMs: c.Heartbeat.Milliseconds(), TimeoutMs: c.Timeout.Milliseconds(), At: now,
+		HeartbeatMs: c.Heartbeat.Milliseconds(), TimeoutMs: c.Timeout.Milliseconds(), TraceParent: telemetry.TraceParent(ctx), At: now,
 	})
 	if err != nil {
 		return nil, err
 	}
 	j, _ := l.job(res.(string))
+	span.SetAttributes(telemetry.AttrJob.String(j.ID))
 	l.s.log.Info("job submitted", "job", j.ID, "name", j.Name, "global_batch", gb)
 	return proto.SubmitResult{Job: j.Info(false)}, nil
 }
@@ -249,7 +259,10 @@ func (l *leader) heartbeat(m *nats.Msg) (any, error) {
 	}
 	l.live[hb.WorkerID] = &liveness{last: time.Now(), hb: hb}
 	l.mu.Unlock()
-	var res proto.HeartbeatResult
+	var (
+		res proto.HeartbeatResult
+		hdr nats.Header
+	)
 	for _, j := range st.JobList() {
 		if j.Status != proto.StatusRunning && j.Status != proto.StatusPaused {
 			continue
@@ -258,6 +271,8 @@ func (l *leader) heartbeat(m *nats.Msg) (any, error) {
 			res.Assignment = &proto.Assignment{Job: j.ID, Status: j.Status, ConfigYAML: j.ConfigYAML, GlobalBatch: j.GlobalBatch,
 				Epoch: j.Epoch.Number, Rank: rank, World: len(j.Epoch.Members), Members: slices.Clone(j.Epoch.Members),
 				Checkpoint: j.LatestCheckpoint()}
+			hdr = nats.Header{}
+			telemetry.Inject(telemetry.WithTraceParent(context.Background(), j.Epoch.TraceParent), hdr)
 			break
 		}
 	}
@@ -266,7 +281,9 @@ func (l *leader) heartbeat(m *nats.Msg) (any, error) {
 			res.JobStatus = j.Status
 		}
 	}
-	return res, nil
+	// The assignment's reply carries the group epoch's trace context: the
+	// worker's spans of the epoch are its children.
+	return withHeader{res, hdr}, nil
 }
 
 func (l *leader) step(m *nats.Msg) (any, error) {
@@ -280,7 +297,7 @@ func (l *leader) step(m *nats.Msg) (any, error) {
 	return nil, nil
 }
 
-func (l *leader) checkpoint(m *nats.Msg) (any, error) {
+func (l *leader) checkpoint(m *nats.Msg) (_ any, err error) {
 	var rep proto.CheckpointReport
 	if err := proto.Decode(m, &rep); err != nil {
 		return nil, err
@@ -288,6 +305,10 @@ func (l *leader) checkpoint(m *nats.Msg) (any, error) {
 	if _, err := l.job(rep.Job); err != nil {
 		return nil, err
 	}
+	// A child of the worker's checkpoint span, from the report's headers.
+	_, span := l.s.cfg.Telemetry.Start(telemetry.Extract(context.Background(), m.Header), telemetry.SpanCheckpointCommit,
+		trace.WithAttributes(telemetry.AttrJob.String(rep.Job), telemetry.AttrStep.Int(rep.Step)))
+	defer func() { telemetry.End(span, err) }()
 	l.flushStats()
 	if _, err := l.s.apply(CheckpointType, CheckpointCmd{Job: rep.Job, Step: rep.Step, Path: rep.Path, Paused: rep.Paused, At: time.Now()}); err != nil {
 		return nil, err

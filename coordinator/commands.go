@@ -89,6 +89,9 @@ type SubmitJobCmd struct {
 	MaxRestarts int       `json:"max_restarts"`
 	HeartbeatMs int64     `json:"heartbeat_ms"`
 	TimeoutMs   int64     `json:"timeout_ms"`
+	// TraceParent is the W3C traceparent of the job span: every span of
+	// the job, on any leader and worker, joins that trace.
+	TraceParent string    `json:"traceparent,omitempty"`
 	At          time.Time `json:"at"`
 }
 
@@ -101,9 +104,12 @@ type FormEpochCmd struct {
 	Members []string `json:"members"`
 	// Restart: the re-formation follows a failure and counts against
 	// cluster.max_restarts.
-	Restart bool      `json:"restart"`
-	Reason  string    `json:"reason"`
-	At      time.Time `json:"at"`
+	Restart bool   `json:"restart"`
+	Reason  string `json:"reason"`
+	// TraceParent is the group.epoch span's: the members' spans of the
+	// epoch are its children.
+	TraceParent string    `json:"traceparent,omitempty"`
+	At          time.Time `json:"at"`
 }
 
 // StepStatsCmd records optimizer steps reported by a group's rank 0 (the

@@ -9,6 +9,7 @@ import (
 
 	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
+	"github.com/herdml/herd/telemetry"
 )
 
 func btoi(b bool) int {
@@ -117,6 +118,9 @@ type Config struct {
 
 	// Logger receives the coordinator's log; nil discards it.
 	Logger *slog.Logger
+	// Telemetry receives the leader's spans (job, schedule, group.epoch,
+	// checkpoint.commit) and metrics; nil records nothing.
+	Telemetry *telemetry.Telemetry
 }
 
 // DefaultConfig returns a Config with every default set; the required

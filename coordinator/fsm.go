@@ -152,7 +152,7 @@ func applySubmitJob(_ *FSM, s *State, p []byte) (any, error) {
 		ID: fmt.Sprintf("job-%d", s.JobSeq), RequestID: c.RequestID, Name: c.Name, Status: proto.StatusQueued,
 		ConfigYAML: c.ConfigYAML, OutputDir: c.OutputDir, GlobalBatch: c.GlobalBatch,
 		Workers: c.Workers, MinWorkers: c.MinWorkers, MaxWorkers: c.MaxWorkers, MaxRestarts: c.MaxRestarts,
-		HeartbeatMs: c.HeartbeatMs, TimeoutMs: c.TimeoutMs, SubmittedAt: c.At,
+		HeartbeatMs: c.HeartbeatMs, TimeoutMs: c.TimeoutMs, TraceParent: c.TraceParent, SubmittedAt: c.At,
 	}
 	j.event(c.At, fmt.Sprintf("submitted %s: global batch %d, workers %d (min %d, max %d)", c.Name, c.GlobalBatch, c.Workers, c.MinWorkers, c.MaxWorkers))
 	s.Jobs[j.ID] = j
@@ -173,7 +173,7 @@ func applyFormEpoch(_ *FSM, s *State, p []byte) (any, error) {
 		return nil, rejectf("form epoch %d of %s: no members", c.Epoch, c.Job)
 	}
 	j := copyJob(old)
-	j.Epoch = GroupEpoch{Number: c.Epoch, Members: slices.Clone(c.Members), StartStep: j.Step, FormedAt: c.At}
+	j.Epoch = GroupEpoch{Number: c.Epoch, Members: slices.Clone(c.Members), StartStep: j.Step, FormedAt: c.At, TraceParent: c.TraceParent}
 	if j.StartedAt.IsZero() {
 		j.StartedAt = c.At
 	}

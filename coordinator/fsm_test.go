@@ -48,14 +48,20 @@ func (h *fsmHarness) populate() string {
 	h.mustApply(RegisterWorkerType, RegisterWorkerCmd{Worker: proto.RegisterRequest{ID: "w3"}, At: t0})
 	h.mustApply(DeregisterWorkerType, DeregisterWorkerCmd{ID: "w3", At: t0})
 	id := h.mustApply(SubmitJobType, SubmitJobCmd{Name: "tiny", ConfigYAML: "a: 1\n", OutputDir: "/out", GlobalBatch: 8,
-		Workers: 2, MinWorkers: 1, MaxRestarts: 3, HeartbeatMs: 200, TimeoutMs: 3000, At: t0}).(string)
+		Workers: 2, MinWorkers: 1, MaxRestarts: 3, HeartbeatMs: 200, TimeoutMs: 3000, TraceParent: tpJob, At: t0}).(string)
 	h.mustApply(FormEpochType, FormEpochCmd{Job: id, Epoch: 1, Members: []string{"w1", "w2"}, Reason: "start", At: t0.Add(time.Second)})
 	h.mustApply(StepStatsType, StepStatsCmd{Job: id, Stats: []proto.StepStat{{Step: 1, TotalSteps: 10, Loss: 2.5, Tokens: 100, World: 2}, {Step: 2, TotalSteps: 10, Loss: 2.25}}, At: t0.Add(2 * time.Second)})
 	h.mustApply(CheckpointType, CheckpointCmd{Job: id, Step: 2, Path: "/out/checkpoints/checkpoint-2", At: t0.Add(3 * time.Second)})
 	h.mustApply(WorkerFailureType, WorkerFailureCmd{Worker: "w2", Job: id, Error: "boom", At: t0.Add(4 * time.Second)})
-	h.mustApply(FormEpochType, FormEpochCmd{Job: id, Epoch: 2, Members: []string{"w1"}, Restart: true, Reason: "w2 lost", At: t0.Add(5 * time.Second)})
+	h.mustApply(FormEpochType, FormEpochCmd{Job: id, Epoch: 2, Members: []string{"w1"}, Restart: true, Reason: "w2 lost", TraceParent: tpEpoch, At: t0.Add(5 * time.Second)})
 	return id
 }
+
+// Trace contexts of a job span and of a group epoch span.
+const (
+	tpJob   = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	tpEpoch = "00-4bf92f3577b34da6a3ce929d0e0e4736-53995c3f42cd8ad8-01"
+)
 
 func TestFSMApplyEveryCommand(t *testing.T) {
 	h := newFSMHarness(t)
@@ -71,6 +77,9 @@ func TestFSMApplyEveryCommand(t *testing.T) {
 	if j.Status != proto.StatusRunning || j.Epoch.Number != 2 || !reflect.DeepEqual(j.Epoch.Members, []string{"w1"}) ||
 		j.Epoch.StartStep != 2 || j.Restarts != 1 || j.Step != 2 || j.Loss != 2.25 || j.TotalSteps != 10 {
 		t.Fatalf("job %+v", j)
+	}
+	if j.TraceParent != tpJob || j.Epoch.TraceParent != tpEpoch {
+		t.Fatalf("trace parents: job %q, epoch %q", j.TraceParent, j.Epoch.TraceParent)
 	}
 	if cp := j.LatestCheckpoint(); cp == nil || cp.Step != 2 {
 		t.Fatalf("checkpoint %+v", cp)

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/herdml/herd/collective"
 	"github.com/herdml/herd/coordinator/scheduler"
 	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
+	"github.com/herdml/herd/telemetry"
 )
 
 // leaderLoop runs leader duties while this node leads: it waits for
@@ -145,6 +147,13 @@ func (s *Server) lead(ctx context.Context) {
 
 type handlerFunc func(m *nats.Msg) (any, error)
 
+// withHeader is a handler's result whose reply also carries headers (the
+// trace context of an assignment).
+type withHeader struct {
+	res any
+	hdr nats.Header
+}
+
 // handle wraps a handler with the token check and the reply.
 func (l *leader) handle(fn handlerFunc) nats.MsgHandler {
 	return func(m *nats.Msg) {
@@ -156,7 +165,11 @@ func (l *leader) handle(fn handlerFunc) nats.MsgHandler {
 		if errors.Is(err, ErrNotLeader) {
 			err = &proto.Error{Code: proto.CodeNotLeader, Message: err.Error()}
 		}
-		if err := proto.Respond(m, res, err); err != nil {
+		var hdr nats.Header
+		if wh, ok := res.(withHeader); ok {
+			res, hdr = wh.res, wh.hdr
+		}
+		if err := proto.RespondMsg(m, hdr, res, err); err != nil {
 			l.s.log.Debug("respond", "subject", m.Subject, "err", err)
 		}
 	}
@@ -271,7 +284,18 @@ func (l *leader) schedule() {
 	}
 }
 
-func (l *leader) decide(st *State, d scheduler.Decision, now time.Time) error {
+func (l *leader) decide(st *State, d scheduler.Decision, now time.Time) (err error) {
+	j := st.Jobs[d.Job]
+	// A waiting job gets the same Wait decision every tick: only decisions
+	// that change something get a span.
+	ctx := context.Background()
+	if d.Action != scheduler.Wait || j.Status != proto.StatusWaiting || len(d.Lost) > 0 {
+		var span trace.Span
+		ctx, span = l.s.cfg.Telemetry.Start(telemetry.WithTraceParent(ctx, j.TraceParent), telemetry.SpanSchedule,
+			trace.WithAttributes(telemetry.AttrJob.String(d.Job), telemetry.AttrAction.String(d.Action.String()),
+				telemetry.AttrReason.String(d.Reason)))
+		defer func() { telemetry.End(span, err) }()
+	}
 	for _, id := range d.Lost {
 		if err := l.countFailure(id, d.Job, "lost from its group (no heartbeat, restarted or excluded)", now); err != nil {
 			return err
@@ -279,9 +303,15 @@ func (l *leader) decide(st *State, d scheduler.Decision, now time.Time) error {
 	}
 	switch d.Action {
 	case scheduler.Form:
-		if _, err := l.s.apply(FormEpochType, FormEpochCmd{Job: d.Job, Epoch: d.Epoch, Members: d.Members, Restart: d.Restart, Reason: d.Reason, At: now}); err != nil {
+		ectx, span := l.s.cfg.Telemetry.Start(ctx, telemetry.SpanGroupEpoch, trace.WithAttributes(telemetry.AttrJob.String(d.Job),
+			telemetry.AttrEpoch.Int64(int64(d.Epoch)), telemetry.AttrWorld.Int(len(d.Members))))
+		_, err := l.s.apply(FormEpochType, FormEpochCmd{Job: d.Job, Epoch: d.Epoch, Members: d.Members, Restart: d.Restart, Reason: d.Reason,
+			TraceParent: telemetry.TraceParent(ectx), At: now})
+		telemetry.End(span, err)
+		if err != nil {
 			return err
 		}
+		l.s.cfg.Telemetry.Metrics().Train(d.Job).Workers(ectx, len(d.Members))
 		l.s.log.Info("group epoch formed", "job", d.Job, "epoch", d.Epoch, "members", d.Members, "reason", d.Reason)
 		// Fence the old epoch's members and wake the new ones.
 		if err := collective.AnnounceEpoch(collective.NewNATSTransport(l.s.nc), d.Job, d.Epoch); err != nil {

@@ -53,6 +53,8 @@ type Job struct {
 	// HeartbeatMs and TimeoutMs are cluster.heartbeat and cluster.timeout.
 	HeartbeatMs int64 `json:"heartbeat_ms"`
 	TimeoutMs   int64 `json:"timeout_ms"`
+	// TraceParent is the job span's context (SubmitJobCmd.TraceParent).
+	TraceParent string `json:"traceparent,omitempty"`
 
 	SubmittedAt  time.Time `json:"submitted_at"`
 	StartedAt    time.Time `json:"started_at,omitzero"`
@@ -88,6 +90,9 @@ type GroupEpoch struct {
 	// StartStep is the job's committed step when the epoch was formed.
 	StartStep int       `json:"start_step"`
 	FormedAt  time.Time `json:"formed_at,omitzero"`
+	// TraceParent is the group.epoch span's context, handed to the members
+	// with their assignment.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // MaxLogEntries bounds a job's log kept in the state.

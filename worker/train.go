@@ -5,17 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/herdml/herd/collective"
 	"github.com/herdml/herd/configs"
 	"github.com/herdml/herd/dataset"
 	"github.com/herdml/herd/internal/proto"
+	"github.com/herdml/herd/telemetry"
 )
 
 // Outcomes of an epoch that are not failures.
@@ -181,24 +184,6 @@ type closingEngine struct {
 	close func() error
 }
 
-// MicroBatches forwards to the wrapped engine's, or runs the batches one
-// by one.
-func (e *closingEngine) MicroBatches(bs []Batch) (MicroResult, error) {
-	if be, ok := e.Engine.(BatchEngine); ok {
-		return be.MicroBatches(bs)
-	}
-	var total MicroResult
-	for _, b := range bs {
-		r, err := e.Engine.MicroBatch(b)
-		if err != nil {
-			return total, err
-		}
-		total.LossSum += r.LossSum
-		total.Tokens += r.Tokens
-	}
-	return total, nil
-}
-
 func (e *closingEngine) Close() {
 	e.Engine.Close()
 	_ = e.close()
@@ -209,6 +194,7 @@ func (e *closingEngine) Close() {
 func (j *job) runEpoch(ctx context.Context, a *proto.Assignment) error {
 	w := j.w
 	log := w.log.With("job", j.id, "epoch", a.Epoch, "rank", a.Rank, "world", a.World)
+	ctx = w.epochContext(ctx, a)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	lost := w.connLost()
@@ -223,16 +209,16 @@ func (j *job) runEpoch(ctx context.Context, a *proto.Assignment) error {
 	if err := j.eng.DiscardGradients(); err != nil {
 		return culpritError{err}
 	}
-	m, err := collective.Join(ctx, j.tr, a.Group(), a.Epoch, a.Rank, a.World, j.collCf)
+	syncStart := time.Now()
+	m, err := j.join(ctx, a)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	syncStart := time.Now()
-	if err := j.sync(ctx, m, a); err != nil {
-		return err
-	}
 	log.Info("group epoch started", "step", j.eng.Step(), "sync_ms", time.Since(syncStart).Milliseconds())
+	// Rank is part of the series: the all-reduce timings of rank 0 and
+	// the others differ with the algorithm.
+	tr := w.cfg.Telemetry.Metrics().Train(j.id, telemetry.AttrWorker.String(w.cfg.ID), telemetry.AttrRank.Int(a.Rank))
 	w.setStatus(j.id, a.Epoch, proto.WorkerTraining, j.eng.Step(), "")
 	for j.eng.Step() < j.total {
 		if cur, _ := w.current(); cur == nil || cur.Job != j.id || cur.Epoch != a.Epoch || cur.Status != proto.StatusRunning {
@@ -240,23 +226,41 @@ func (j *job) runEpoch(ctx context.Context, a *proto.Assignment) error {
 		}
 		if w.paused.Load() {
 			if a.Rank == 0 {
-				if _, err := j.checkpoint(ctx, a, true); err != nil {
+				if _, err := j.checkpoint(ctx, a, true, tr); err != nil {
 					log.Error("checkpoint on pause", "err", err)
 				}
 			}
 			return errPaused
 		}
-		if err := j.step(ctx, m, a); err != nil {
+		if err := j.step(ctx, m, a, tr); err != nil {
 			return err
 		}
 		w.setStatus(j.id, a.Epoch, proto.WorkerTraining, j.eng.Step(), "")
 	}
 	if a.Rank == 0 {
-		if err := j.finish(ctx, a); err != nil {
+		if err := j.finish(ctx, a, tr); err != nil {
 			return err
 		}
 	}
 	return errFinished
+}
+
+// join joins the group epoch and synchronises the state, under a
+// state.sync span. The member is closed on error.
+func (j *job) join(ctx context.Context, a *proto.Assignment) (_ *collective.Member, err error) {
+	ctx, span := j.w.cfg.Telemetry.Start(ctx, telemetry.SpanStateSync, trace.WithAttributes(telemetry.AttrJob.String(j.id),
+		telemetry.AttrEpoch.Int64(int64(a.Epoch)), telemetry.AttrRank.Int(a.Rank), telemetry.AttrWorld.Int(a.World)))
+	defer func() { telemetry.End(span, err) }()
+	m, err := collective.Join(ctx, j.tr, a.Group(), a.Epoch, a.Rank, a.World, j.collCf)
+	if err != nil {
+		return nil, err
+	}
+	if err := j.sync(ctx, m, a); err != nil {
+		_ = m.Close()
+		return nil, err
+	}
+	span.SetAttributes(telemetry.AttrStep.Int(j.eng.Step()))
+	return m, nil
 }
 
 // sync makes every member hold the same state: that of the member with the
@@ -325,41 +329,35 @@ func (j *job) sync(ctx context.Context, m *collective.Member, a *proto.Assignmen
 
 // step takes one optimizer step: this rank's shard of the global batch in
 // micro-batches, the all-reduce of the summed gradient with the token count
-// and loss, and the optimizer step.
-func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignment) error {
+// and loss, and the optimizer step. Each part is a child span of the step's
+// span; tr records the step's metrics.
+func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignment, tr telemetry.TrainRecorder) (err error) {
 	w := j.w
+	tel := w.cfg.Telemetry
 	start := time.Now()
 	if w.cfg.StepDelay > 0 {
 		time.Sleep(w.cfg.StepDelay)
 	}
 	k := j.eng.Step()
-	pos := j.plan.At(k)
-	shard := j.plan.Shard(pos.Epoch, pos.Step, a.Rank, a.World)
-	var lossSum float64
-	var tokens int
+	ctx, span := tel.Start(ctx, telemetry.SpanStep, trace.WithAttributes(telemetry.AttrJob.String(j.id),
+		telemetry.AttrStep.Int(k+1), telemetry.AttrRank.Int(a.Rank), telemetry.AttrWorld.Int(a.World)))
+	defer func() { telemetry.End(span, err) }()
 	if w.cfg.FailAtStep == k+1 && w.failed.CompareAndSwap(false, true) {
 		return culpritError{fmt.Errorf("engine: injected failure at step %d", k+1)}
 	}
+	_, sp := tel.Start(ctx, telemetry.SpanStepData)
+	pos := j.plan.At(k)
+	shard := j.plan.Shard(pos.Epoch, pos.Step, a.Rank, a.World)
 	var batches []Batch
 	for _, mb := range dataset.MicroBatches(shard, j.cfg.Training.MicroBatchSize) {
 		ids, labels, rows, seqLen := j.data.Batch(mb)
 		batches = append(batches, Batch{IDs: ids, Labels: labels, B: rows, S: seqLen})
 	}
-	if be, ok := j.eng.(BatchEngine); ok && len(batches) > 0 {
-		r, err := be.MicroBatches(batches)
-		if err != nil {
-			return culpritError{err}
-		}
-		lossSum, tokens = r.LossSum, r.Tokens
-	} else {
-		for _, b := range batches {
-			r, err := j.eng.MicroBatch(b)
-			if err != nil {
-				return culpritError{err}
-			}
-			lossSum += r.LossSum
-			tokens += r.Tokens
-		}
+	sp.SetAttributes(telemetry.AttrMicro.Int(len(batches)), telemetry.AttrRows.Int(len(shard)))
+	sp.End()
+	lossSum, tokens, err := j.forwardBackward(ctx, batches)
+	if err != nil {
+		return culpritError{err}
 	}
 	g, err := j.eng.Gradients()
 	if err != nil {
@@ -375,25 +373,38 @@ func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignmen
 		w.log.Warn("injected fault: SIGKILL", "step", k+1)
 		_ = syscall.Kill(syscall.Getpid(), syscall.SIGKILL)
 	}
+	arBytes := int64(4 * len(j.grad))
+	arCtx, sp := tel.Start(ctx, telemetry.SpanStepAllReduce, trace.WithAttributes(telemetry.AttrBytes.Int64(arBytes)))
 	arStart := time.Now()
-	if err := m.AllReduce(ctx, j.grad, collective.Sum); err != nil {
+	err = m.AllReduce(arCtx, j.grad, collective.Sum)
+	arTime := time.Since(arStart)
+	telemetry.End(sp, err)
+	if err != nil {
 		return err
 	}
-	arTime := time.Since(arStart)
 	total := int(j.grad[n])
+	_, sp = tel.Start(ctx, telemetry.SpanStepOptimizer)
 	st, err := j.eng.Apply(j.grad[:n], total)
+	telemetry.End(sp, err)
 	if err != nil {
 		return culpritError{err}
 	}
 	j.loss = float64(j.grad[n+1]) / float64(max(total, 1))
-	if a.Rank != 0 {
-		return nil
-	}
 	el := time.Since(start)
 	stat := proto.StepStat{Step: st.Step, TotalSteps: j.total, Epoch: pos.Epoch, Loss: j.loss,
 		Tokens: total, LR: st.LR, GradNorm: st.GradNorm, World: a.World,
 		StepMs: float64(el.Microseconds()) / 1000, AllReduceMs: float64(arTime.Microseconds()) / 1000,
 		TokensPerSec: float64(total) / el.Seconds(), At: time.Now()}
+	rec := telemetry.Step{Step: int64(st.Step), Loss: j.loss, LR: st.LR, GradNorm: st.GradNorm, Tokens: int64(total),
+		TokensPerSec: stat.TokensPerSec, StepSeconds: el.Seconds(), ComputeSeconds: (el - arTime).Seconds(),
+		AllReduceSeconds: arTime.Seconds(), AllReduceBytes: arBytes, BusBW: busBandwidth(arBytes, a.World, arTime), Workers: a.World}
+	tr.Timing(ctx, rec)
+	if a.Rank != 0 {
+		return nil
+	}
+	// Loss, tokens and step counts are the group's, the same on every
+	// member: rank 0 alone records them.
+	tr.Progress(ctx, rec)
 	if w.cfg.Progress != nil {
 		w.cfg.Progress(j.id, stat)
 	}
@@ -401,11 +412,49 @@ func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignmen
 		w.publish(proto.SubjectStep, proto.StepReport{WorkerID: w.cfg.ID, Job: j.id, Epoch: a.Epoch, Stat: stat})
 	}
 	if every := j.cfg.Training.CheckpointEvery; every > 0 && st.Step%every == 0 && st.Step < j.total {
-		if _, err := j.checkpoint(ctx, a, false); err != nil {
+		if _, err := j.checkpoint(ctx, a, false, tr); err != nil {
 			w.log.Error("checkpoint", "step", st.Step, "err", err)
 		}
 	}
 	return nil
+}
+
+// forwardBackward runs the micro-batches forward and backward, accumulating
+// their gradients: one step.forward_backward span per micro-batch, or one
+// for all of them when the engine spreads them over several devices at once.
+func (j *job) forwardBackward(ctx context.Context, batches []Batch) (lossSum float64, tokens int, err error) {
+	tel := j.w.cfg.Telemetry
+	eng := j.eng
+	if ce, ok := eng.(*closingEngine); ok {
+		eng = ce.Engine
+	}
+	if be, ok := eng.(BatchEngine); ok && len(batches) > 0 {
+		_, sp := tel.Start(ctx, telemetry.SpanStepForwardBackward, trace.WithAttributes(telemetry.AttrMicro.Int(len(batches))))
+		r, err := be.MicroBatches(batches)
+		telemetry.End(sp, err)
+		return r.LossSum, r.Tokens, err
+	}
+	for _, b := range batches {
+		_, sp := tel.Start(ctx, telemetry.SpanStepForwardBackward, trace.WithAttributes(telemetry.AttrMicro.Int(1), telemetry.AttrRows.Int(b.B)))
+		r, err := eng.MicroBatch(b)
+		telemetry.End(sp, err)
+		if err != nil {
+			return 0, 0, err
+		}
+		lossSum += r.LossSum
+		tokens += r.Tokens
+	}
+	return lossSum, tokens, nil
+}
+
+// busBandwidth is the all-reduce's bus bandwidth as nccl-tests defines it,
+// bytes × 2(n-1)/n per second: comparable across world sizes and with
+// the link's speed. 0 without a peer.
+func busBandwidth(bytes int64, world int, d time.Duration) float64 {
+	if world < 2 || d <= 0 {
+		return 0
+	}
+	return float64(bytes) * 2 * float64(world-1) / float64(world) / d.Seconds()
 }
 
 // checkpointDir is where step's checkpoint goes.
@@ -415,9 +464,14 @@ func (j *job) checkpointDir(step int) string {
 
 // checkpoint saves the current state, records it with the coordinator and
 // returns where it is: a directory under output_dir, or an object store
-// reference.
-func (j *job) checkpoint(ctx context.Context, a *proto.Assignment, paused bool) (string, error) {
+// reference. Its span is the parent of the coordinator's
+// checkpoint.commit, through the report's headers.
+func (j *job) checkpoint(ctx context.Context, a *proto.Assignment, paused bool, tr telemetry.TrainRecorder) (_ string, err error) {
 	step := j.eng.Step()
+	ctx, span := j.w.cfg.Telemetry.Start(ctx, telemetry.SpanCheckpoint, trace.WithAttributes(telemetry.AttrJob.String(j.id),
+		telemetry.AttrStep.Int(step)))
+	defer func() { telemetry.End(span, err) }()
+	start := time.Now()
 	dir := j.checkpointDir(step)
 	if j.w.cfg.CheckpointStore == StoreNATS {
 		tmp, err := os.MkdirTemp("", "herd-checkpoint-")
@@ -431,6 +485,8 @@ func (j *job) checkpoint(ctx context.Context, a *proto.Assignment, paused bool) 
 	if err := j.eng.Save(dir, pos); err != nil {
 		return "", err
 	}
+	size := dirSize(dir)
+	span.SetAttributes(telemetry.AttrBytes.Int64(size))
 	where := dir
 	if j.w.cfg.CheckpointStore == StoreNATS {
 		ref, err := UploadCheckpoint(j.w.nc, dir, fmt.Sprintf("%s/checkpoint-%d", j.id, step))
@@ -439,12 +495,13 @@ func (j *job) checkpoint(ctx context.Context, a *proto.Assignment, paused bool) 
 		}
 		where = ref
 	}
+	tr.Checkpoint(ctx, time.Since(start).Seconds(), size)
 	return where, j.w.report(ctx, proto.SubjectCheckpoint, proto.CheckpointReport{WorkerID: j.w.cfg.ID, Job: j.id, Epoch: a.Epoch, Step: step, Path: where, Paused: paused})
 }
 
 // finish saves the final checkpoint (the adapter) and reports completion.
-func (j *job) finish(ctx context.Context, a *proto.Assignment) error {
-	where, err := j.checkpoint(ctx, a, false)
+func (j *job) finish(ctx context.Context, a *proto.Assignment, tr telemetry.TrainRecorder) error {
+	where, err := j.checkpoint(ctx, a, false, tr)
 	if err != nil {
 		return fmt.Errorf("final checkpoint: %w", err)
 	}
@@ -452,14 +509,33 @@ func (j *job) finish(ctx context.Context, a *proto.Assignment) error {
 		Step: j.eng.Step(), Adapter: where, Loss: j.loss})
 }
 
+// dirSize is the bytes of the files under dir (a checkpoint), for the
+// checkpoint metrics; what it cannot read counts as 0.
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
 // reportTimeout bounds a report to the leader (retried through elections).
 const reportTimeout = 30 * time.Second
 
-// report sends a request to the leader and waits for its answer.
+// report sends a request to the leader and waits for its answer. The
+// request carries ctx's span context: the leader's spans for it join the
+// job's trace.
 func (w *Worker) report(ctx context.Context, subject string, req any) error {
 	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	defer cancel()
-	err := proto.Call(ctx, w.nc, subject, w.cfg.Token, req, nil)
+	hdr := nats.Header{}
+	telemetry.Inject(ctx, hdr)
+	_, err := proto.CallMsg(ctx, w.nc, subject, w.cfg.Token, hdr, req, nil)
 	if err != nil {
 		w.log.Warn("report", "subject", subject, "err", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
 	"github.com/herdml/herd/model/hub"
+	"github.com/herdml/herd/telemetry"
 )
 
 // Config configures a Worker.
@@ -60,6 +61,9 @@ type Config struct {
 	StepDelay time.Duration
 	// Logger receives the worker's log; nil discards it.
 	Logger *slog.Logger
+	// Telemetry receives the worker's spans (state.sync, step and its
+	// phases, checkpoint) and metrics; nil records nothing.
+	Telemetry *telemetry.Telemetry
 }
 
 // Worker is one training worker (one device).
@@ -74,6 +78,9 @@ type Worker struct {
 	mu      sync.Mutex
 	status  proto.Heartbeat
 	latest  proto.HeartbeatResult
+	// latestTrace are the headers of the reply that brought latest: the
+	// trace context of its assignment's group epoch.
+	latestTrace nats.Header
 	beatNow chan struct{}
 	changed chan struct{}
 	paused  atomic.Bool
@@ -269,6 +276,18 @@ func (w *Worker) current() (*proto.Assignment, string) {
 	return w.latest.Assignment, w.latest.JobStatus
 }
 
+// epochContext returns ctx with a's group epoch span as the parent of the
+// spans started from it: the trace context the leader sent with a (none
+// when a is no longer the latest assignment).
+func (w *Worker) epochContext(ctx context.Context, a *proto.Assignment) context.Context {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l := w.latest.Assignment; l == nil || l.Job != a.Job || l.Epoch != a.Epoch {
+		return ctx
+	}
+	return telemetry.Extract(ctx, w.latestTrace)
+}
+
 // wait blocks until the assignment changes, ctx ends or d passes.
 func (w *Worker) wait(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
@@ -311,7 +330,8 @@ func (w *Worker) beat(ctx context.Context) {
 	bctx, cancel := context.WithTimeout(ctx, max(2*time.Duration(hb.IntervalMs)*time.Millisecond, time.Second))
 	defer cancel()
 	var res proto.HeartbeatResult
-	if err := proto.Call(bctx, w.nc, proto.SubjectHeartbeat, w.cfg.Token, hb, &res); err != nil {
+	hdr, err := proto.CallMsg(bctx, w.nc, proto.SubjectHeartbeat, w.cfg.Token, nil, hb, &res)
+	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Debug("heartbeat", "err", err)
 		}
@@ -326,7 +346,7 @@ func (w *Worker) beat(ctx context.Context) {
 	}
 	w.mu.Lock()
 	same := reflect.DeepEqual(w.latest, res)
-	w.latest = res
+	w.latest, w.latestTrace = res, hdr
 	w.mu.Unlock()
 	if !same {
 		w.poke(w.changed)
