@@ -82,13 +82,13 @@ type SubmitJobCmd struct {
 	// GlobalBatch: training.global_batch_size, or micro_batch_size ×
 	// grad_accum × the workers the job will start with, computed by the
 	// leader at submission.
-	GlobalBatch int       `json:"global_batch"`
-	Workers     int       `json:"workers"`
-	MinWorkers  int       `json:"min_workers"`
-	MaxWorkers  int       `json:"max_workers"`
-	MaxRestarts int       `json:"max_restarts"`
-	HeartbeatMs int64     `json:"heartbeat_ms"`
-	TimeoutMs   int64     `json:"timeout_ms"`
+	GlobalBatch int   `json:"global_batch"`
+	Workers     int   `json:"workers"`
+	MinWorkers  int   `json:"min_workers"`
+	MaxWorkers  int   `json:"max_workers"`
+	MaxRestarts int   `json:"max_restarts"`
+	HeartbeatMs int64 `json:"heartbeat_ms"`
+	TimeoutMs   int64 `json:"timeout_ms"`
 	// TraceParent is the W3C traceparent of the job span: every span of
 	// the job, on any leader and worker, joins that trace.
 	TraceParent string    `json:"traceparent,omitempty"`

@@ -36,6 +36,7 @@ const (
 // Attribute keys on herd's spans and metrics.
 const (
 	AttrJob     = attribute.Key("herd.job")     // job id
+	AttrRun     = attribute.Key("herd.run")     // the job's run_name
 	AttrWorker  = attribute.Key("herd.worker")  // worker id
 	AttrRank    = attribute.Key("herd.rank")    // rank in the group epoch
 	AttrEpoch   = attribute.Key("herd.epoch")   // group epoch number

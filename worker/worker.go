@@ -75,16 +75,16 @@ type Worker struct {
 
 	idleHeartbeat time.Duration
 
-	mu      sync.Mutex
-	status  proto.Heartbeat
-	latest  proto.HeartbeatResult
+	mu     sync.Mutex
+	status proto.Heartbeat
+	latest proto.HeartbeatResult
 	// latestTrace are the headers of the reply that brought latest: the
 	// trace context of its assignment's group epoch.
 	latestTrace nats.Header
-	beatNow chan struct{}
-	changed chan struct{}
-	paused  atomic.Bool
-	failed  atomic.Bool // FailAtStep used
+	beatNow     chan struct{}
+	changed     chan struct{}
+	paused      atomic.Bool
+	failed      atomic.Bool // FailAtStep used
 	// lost is closed (and replaced) when the collective connection drops:
 	// messages of the epoch in progress may be lost, so it fails at once
 	// instead of waiting for the collective's timeout.
