@@ -68,7 +68,7 @@ func coordCommand() *cli.Command {
 					"(a NATS URL of a running coordinator). A coordinator restarted with its --data-dir recovers its state " +
 					"and needs neither. Clustered coordinators route their embedded NATS servers to each other " +
 					"(--nats-cluster-addr and --nats-routes), so workers and the CLI may use any of them.",
-				Flags: withNATS(
+				Flags: append(withNATS(
 					&cli.StringFlag{Name: "id", Required: true, Usage: "this coordinator's id (letters, digits, - and _)"},
 					&cli.StringFlag{Name: "data-dir", Required: true, Usage: "raft log, stable store and snapshots"},
 					&cli.StringFlag{Name: "raft-addr", Required: true, Usage: "HOST:PORT of the raft transport, reachable by the other coordinators"},
@@ -93,7 +93,7 @@ func coordCommand() *cli.Command {
 					&cli.StringFlag{Name: "raft-tls-key", Usage: "its key (PEM)"},
 					&cli.StringFlag{Name: "raft-tls-ca", Usage: "the CA (PEM) that signed every coordinator's raft certificate"},
 					httpAddrFlag,
-				),
+				), telemetryFlags...),
 				Action: coordStart,
 			},
 			{
@@ -168,6 +168,14 @@ func coordStart(c *cli.Context) error {
 	cfg.RaftTimeout, cfg.Heartbeat, cfg.WaitTimeout = c.Duration("raft-timeout"), c.Duration("heartbeat"), c.Duration("wait-timeout")
 	cfg.WorkerGC = c.Duration("worker-gc")
 	cfg.Logger = log
+	tel, closeTel, err := setupTelemetry(c, "herd-coord", cfg.ID, log)
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: the spans of the shutdown itself
+	// are flushed too.
+	defer closeTel()
+	cfg.Telemetry = tel
 	srv, err := coordinator.Start(cfg)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)

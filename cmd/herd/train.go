@@ -94,7 +94,14 @@ func train(c *cli.Context) error {
 		return cli.Exit(err.Error(), 1)
 	}
 
-	srv, err := startLocalCoord(dataDir, existing, cfg, log)
+	// The run config's telemetry section: the coordinator and the worker
+	// of this process share one service.
+	tel, closeTel, err := startTelemetry(c.Context, telemetry.FromConfig(cfg.Telemetry, telemetry.DefaultServiceName, ""), log)
+	if err != nil {
+		return err
+	}
+	defer closeTel()
+	srv, err := startLocalCoord(dataDir, existing, cfg, tel, log)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
@@ -115,7 +122,7 @@ func train(c *cli.Context) error {
 		if err := os.RemoveAll(dataDir); err != nil {
 			return cli.Exit(err.Error(), 1)
 		}
-		if srv, err = startLocalCoord(dataDir, false, cfg, log); err != nil {
+		if srv, err = startLocalCoord(dataDir, false, cfg, tel, log); err != nil {
 			return cli.Exit(err.Error(), 1)
 		}
 		closeSrv = sync.OnceFunc(func() { _ = srv.Close() })
@@ -166,7 +173,7 @@ func train(c *cli.Context) error {
 	}()
 	for i, dev := range devices {
 		w, err := worker.New(worker.Config{ID: fmt.Sprintf("local-%d", i), Device: dev, URL: srv.ClientURL(), Token: localToken,
-			NewEngine: torchengine.New, Logger: log, Progress: onStep,
+			NewEngine: torchengine.New, Logger: log, Telemetry: tel, Progress: onStep,
 			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP"),
 			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond})
 		if err != nil {
@@ -241,7 +248,7 @@ var localToken = func() string {
 	return hex.EncodeToString(b[:])
 }()
 
-func startLocalCoord(dataDir string, existing bool, cfg *configs.Config, log *slog.Logger) (*coordinator.Server, error) {
+func startLocalCoord(dataDir string, existing bool, cfg *configs.Config, tel *telemetry.Telemetry, log *slog.Logger) (*coordinator.Server, error) {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -253,6 +260,7 @@ func startLocalCoord(dataDir string, existing bool, cfg *configs.Config, log *sl
 	cc.RaftTimeout = 100 * time.Millisecond
 	cc.Heartbeat = cfg.Cluster.Heartbeat
 	cc.Logger = log
+	cc.Telemetry = tel
 	srv, err := coordinator.Start(cc)
 	if err != nil {
 		return nil, err

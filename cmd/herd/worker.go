@@ -30,14 +30,14 @@ func workerCommand() *cli.Command {
 				"Several devices (--devices cuda:0,cuda:1) form one worker that spreads its micro-batches over them " +
 				"and sums their gradients locally before the network; --worker-per-device runs one worker per device " +
 				"instead (named ID-0, ID-1, ...).",
-			Flags: withNATS(coordFlag, tokenFlag,
+			Flags: append(withNATS(coordFlag, tokenFlag,
 				&cli.StringFlag{Name: "devices", Value: "cpu", Usage: "cpu or cuda:N[,cuda:M...]"},
 				&cli.BoolFlag{Name: "worker-per-device", Usage: "one worker per device instead of one worker over all of them"},
 				&cli.StringFlag{Name: "id", Usage: "worker id (default: host name and process id)"},
 				&cli.StringFlag{Name: "cache-dir", Usage: "cache tokenized data here (default: in memory)"},
 				&cli.StringFlag{Name: "checkpoint-store", Value: "files", Usage: "files (output_dir on a shared file system) or nats (the coordinators' JetStream object store)"},
 				&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-			),
+			), telemetryFlags...),
 			Action: workerJoin,
 		}},
 	}
@@ -94,6 +94,13 @@ func workerJoin(c *cli.Context) error {
 	if !c.Bool("worker-per-device") {
 		devices = []string{strings.Join(devices, ",")}
 	}
+	// One process, one service.instance.id: the workers of a process
+	// (--worker-per-device) tell themselves apart by herd.worker.
+	tel, closeTel, err := setupTelemetry(c, "herd-worker", id, log)
+	if err != nil {
+		return err
+	}
+	defer closeTel()
 	var ws []*worker.Worker
 	defer func() {
 		for _, w := range ws {
@@ -111,7 +118,7 @@ func workerJoin(c *cli.Context) error {
 			NewEngine:       torchengine.New, LoadData: worker.LoadDataset(c.String("cache-dir")),
 			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP"),
 			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond,
-			Logger:    log,
+			Logger:    log, Telemetry: tel,
 		})
 		if err != nil {
 			return cli.Exit(err.Error(), 1)
