@@ -36,6 +36,16 @@ func (l *leader) submit(m *nats.Msg) (_ any, err error) {
 		j, _ := l.job(req.ResumeJob)
 		return proto.SubmitResult{Job: j.Info(false)}, nil
 	}
+	// A retried submission the log already holds returns its job here,
+	// before a job span is started: a second one would root a trace that
+	// no job continues. (The FSM dedupes too: this is only the fast path.)
+	if req.RequestID != "" {
+		for _, j := range l.s.fsm.State().Jobs {
+			if j.RequestID == req.RequestID {
+				return proto.SubmitResult{Job: j.Info(false)}, nil
+			}
+		}
+	}
 	name := req.Name
 	if name == "" {
 		name = "run"
