@@ -98,6 +98,38 @@ func TestLiveView(t *testing.T) {
 	}
 }
 
+// TestLiveViewTrain: `herd train --http-addr` serves the live view of its
+// in-process coordinator while it trains, and stops serving when it ends.
+func TestLiveViewTrain(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := writeConfig(t, filepath.Join(t.TempDir(), "out"), 40, 2, 4, "")
+	p := start(t, "train", []string{"HERD_TEST_STEP_DELAY_MS=100"}, "train", cfg, "--http-addr", addr)
+	waitFor(t, 60*time.Second, func() error {
+		res, err := http.Get("http://" + addr + "/api/state")
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		var v live.View
+		if err := json.NewDecoder(res.Body).Decode(&v); err != nil {
+			return err
+		}
+		if v.Role != "leader" || v.Selected == nil || v.Selected.Status != proto.StatusRunning || len(v.Selected.LossSeries) < 2 {
+			return fmt.Errorf("view %+v", v)
+		}
+		return nil
+	})
+	if !p.exitedWithin(120*time.Second) || p.cmd.ProcessState.ExitCode() != 0 {
+		t.Fatalf("herd train did not finish:\n%s", tail(p.out.String(), 3000))
+	}
+	if !strings.Contains(p.out.String(), "live view: http://"+addr+"/") {
+		t.Errorf("herd train did not say where the live view is")
+	}
+	if _, err := http.Get("http://" + addr + "/"); err == nil {
+		t.Fatal("the live view still answers after herd train ended")
+	}
+}
+
 // handState is a live.Source over a hand-made state: a follower that
 // cannot reach the leader, and a two-worker job whose steps spend a fifth
 // of their time in the all-reduce.
