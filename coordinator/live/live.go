@@ -94,8 +94,9 @@ type Job struct {
 	// to about MaxPoints.
 	LossSeries         [][2]float64 `json:"loss_series"`
 	TokensPerSecSeries [][2]float64 `json:"tokens_per_sec_series"`
-	// Metrics is the job record's "metrics" object (scoring results),
-	// shown as a flat table; absent when the job has none.
+	// Metrics are the job's metrics as Metrics finds them in its record
+	// (a scoring phase's results), shown as a flat table; absent when the
+	// job has none.
 	Metrics map[string]any `json:"metrics,omitempty"`
 	// Events are the latest event lines of the job's log, newest last.
 	Events []proto.LogEntry `json:"events"`
