@@ -19,6 +19,7 @@ import (
 	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
@@ -30,6 +31,8 @@ type Span struct {
 	Name                      string
 	Service, Instance         string
 	Attrs                     map[string]string
+	// Error says the span's status is error (it failed).
+	Error bool
 }
 
 // Receiver is an OTLP collector for tests: it keeps every span and the last
@@ -139,6 +142,7 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 					Service:  res["service.name"],
 					Instance: res["service.instance.id"],
 					Attrs:    map[string]string{},
+					Error:    s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR,
 				}
 				for _, kv := range s.Attributes {
 					g.Attrs[kv.Key] = anyString(kv.Value)
