@@ -25,6 +25,19 @@ func LoadDataset(cacheDir string) DataLoader {
 		if err != nil {
 			return nil, nil, err
 		}
-		return d.Train, d.Close, nil
+		return trainEval{Set: d.Train, eval: d.Eval}, d.Close, nil
 	}
+}
+
+// trainEval is the training set that also carries the evaluation set.
+type trainEval struct {
+	*dataset.Set
+	eval *dataset.Set
+}
+
+func (t trainEval) EvalSet() Data {
+	if t.eval == nil || t.eval.Len() == 0 {
+		return nil
+	}
+	return t.eval
 }

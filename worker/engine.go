@@ -59,6 +59,14 @@ type Engine interface {
 	Close()
 }
 
+// Evaluator is an Engine that can compute the loss of a batch without
+// training on it, for training.eval_every.
+type Evaluator interface {
+	// EvalLoss runs b forward without gradients (dropout off) and returns
+	// its summed token loss; the accumulated gradient is left alone.
+	EvalLoss(b Batch) (MicroResult, error)
+}
+
 // EngineSpec is what an EngineFactory needs to build an engine for a job.
 type EngineSpec struct {
 	Config *configs.Config
@@ -80,6 +88,12 @@ type Data interface {
 	Len() int
 	// Batch returns sequences as a right-padded [rows, seqLen] batch.
 	Batch(indices []int) (ids, labels []int64, rows, seqLen int)
+}
+
+// EvalData is a Data that also holds the evaluation set (dataset.eval or
+// dataset.eval_split); EvalSet returns nil when there is none.
+type EvalData interface {
+	EvalSet() Data
 }
 
 // DataLoader loads the training set of a job; close releases it.

@@ -73,6 +73,23 @@ func (e *fakeEngine) MicroBatch(b worker.Batch) (worker.MicroResult, error) {
 	return r, nil
 }
 
+// EvalLoss scores each target token l as (l mod 5) times the step: integer
+// values, exact in any grouping, that change as training goes on.
+func (e *fakeEngine) EvalLoss(b worker.Batch) (worker.MicroResult, error) {
+	return fakeEval(b, e.step), nil
+}
+
+func fakeEval(b worker.Batch, step int) worker.MicroResult {
+	var r worker.MicroResult
+	for i, l := range b.Labels {
+		if l >= 0 && i%b.S > 0 {
+			r.Tokens++
+			r.LossSum += float64(l%5) * float64(step)
+		}
+	}
+	return r
+}
+
 func (e *fakeEngine) Gradients() ([]float32, error) { return e.grad, nil }
 
 func (e *fakeEngine) Apply(grad []float32, tokens int) (worker.StepResult, error) {
@@ -170,6 +187,14 @@ func (d fakeData) Batch(indices []int) (ids, labels []int64, rows, seqLen int) {
 	}
 	return ids, labels, rows, seqLen
 }
+
+// fakeEvalData also has an evaluation set.
+type fakeEvalData struct {
+	fakeData
+	eval fakeData
+}
+
+func (d fakeEvalData) EvalSet() worker.Data { return d.eval }
 
 func fakeLoader(n int) worker.DataLoader {
 	return func(context.Context, *configs.Config, string) (worker.Data, func() error, error) {

@@ -83,6 +83,21 @@ func (g *LocalGroup) MicroBatches(bs []Batch) (MicroResult, error) {
 }
 
 // Gradients sums the devices' gradients, in device order.
+// EvalLoss evaluates on the first device: evaluation is a small share of a
+// run, and one device keeps the sum in a fixed order.
+func (g *LocalGroup) EvalLoss(b Batch) (MicroResult, error) {
+	return evalLoss(g.engs[0], b)
+}
+
+// evalLoss runs e's EvalLoss, or says that e cannot evaluate.
+func evalLoss(e Engine, b Batch) (MicroResult, error) {
+	ev, ok := e.(Evaluator)
+	if !ok {
+		return MicroResult{}, fmt.Errorf("engine %T cannot evaluate (training.eval_every)", e)
+	}
+	return ev.EvalLoss(b)
+}
+
 func (g *LocalGroup) Gradients() ([]float32, error) {
 	first, err := g.engs[0].Gradients()
 	if err != nil {

@@ -43,6 +43,7 @@ type job struct {
 	cfg    *configs.Config
 	eng    Engine
 	data   Data
+	eval   Data // the evaluation set, nil without training.eval_every
 	plan   dataset.Plan
 	total  int
 	grad   []float32 // gradient + [tokens, loss sum]
@@ -175,6 +176,15 @@ func (w *Worker) load(ctx context.Context, a *proto.Assignment) (*job, error) {
 	cc.Logger = w.log
 	j := &job{w: w, id: a.Job, cfg: cfg, eng: &closingEngine{Engine: eng, close: closeData}, data: data, plan: plan, total: total,
 		tr: collective.NewNATSTransport(w.cc), collCf: cc}
+	if cfg.Training.EvalEvery > 0 {
+		if ed, ok := data.(EvalData); ok {
+			j.eval = ed.EvalSet()
+		}
+		if j.eval == nil {
+			j.eng.Close()
+			return nil, fmt.Errorf("data: training.eval_every is %d but there is no evaluation set (dataset.eval or dataset.eval_split)", cfg.Training.EvalEvery)
+		}
+	}
 	return j, nil
 }
 
@@ -183,6 +193,8 @@ type closingEngine struct {
 	Engine
 	close func() error
 }
+
+func (e *closingEngine) EvalLoss(b Batch) (MicroResult, error) { return evalLoss(e.Engine, b) }
 
 func (e *closingEngine) Close() {
 	e.Engine.Close()
@@ -391,10 +403,17 @@ func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignmen
 	}
 	j.loss = float64(j.grad[n+1]) / float64(max(total, 1))
 	el := time.Since(start)
+	var ev evalResult
+	if every := j.cfg.Training.EvalEvery; every > 0 && (st.Step%every == 0 || st.Step == j.total) {
+		if ev, err = j.evaluate(ctx, m, a); err != nil {
+			return err
+		}
+	}
 	stat := proto.StepStat{Step: st.Step, TotalSteps: j.total, Epoch: pos.Epoch, Loss: j.loss,
 		Tokens: total, LR: st.LR, GradNorm: st.GradNorm, World: a.World,
 		StepMs: float64(el.Microseconds()) / 1000, AllReduceMs: float64(arTime.Microseconds()) / 1000,
-		TokensPerSec: float64(total) / el.Seconds(), At: time.Now()}
+		TokensPerSec: float64(total) / el.Seconds(), At: time.Now(),
+		EvalLoss: ev.loss, EvalTokens: ev.tokens, EvalMs: float64(ev.took.Microseconds()) / 1000}
 	rec := telemetry.Step{Step: int64(st.Step), Loss: j.loss, LR: st.LR, GradNorm: st.GradNorm, Tokens: int64(total),
 		TokensPerSec: stat.TokensPerSec, StepSeconds: el.Seconds(), ComputeSeconds: (el - arTime).Seconds(),
 		AllReduceSeconds: arTime.Seconds(), AllReduceBytes: arBytes, BusBW: busBandwidth(arBytes, a.World, arTime), Workers: a.World}
@@ -408,7 +427,7 @@ func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignmen
 	if w.cfg.Progress != nil {
 		w.cfg.Progress(j.id, stat)
 	}
-	if every := j.cfg.Training.LogEvery; every <= 1 || st.Step%every == 0 || st.Step == j.total {
+	if every := j.cfg.Training.LogEvery; every <= 1 || st.Step%every == 0 || st.Step == j.total || ev.tokens > 0 {
 		w.publish(proto.SubjectStep, proto.StepReport{WorkerID: w.cfg.ID, Job: j.id, Epoch: a.Epoch, Stat: stat})
 	}
 	if every := j.cfg.Training.CheckpointEvery; every > 0 && st.Step%every == 0 && st.Step < j.total {
@@ -455,6 +474,49 @@ func busBandwidth(bytes int64, world int, d time.Duration) float64 {
 		return 0
 	}
 	return float64(bytes) * 2 * float64(world-1) / float64(world) / d.Seconds()
+}
+
+// evalResult is one evaluation of the whole eval set.
+type evalResult struct {
+	loss   float64 // token-weighted mean loss
+	tokens int     // target tokens scored
+	took   time.Duration
+}
+
+// evaluate computes the loss of the whole evaluation set with the current
+// adapter: each rank scores its contiguous share in micro-batches, and the
+// group all-reduces [loss sum, tokens]; the result is the same on every
+// member and does not depend on the world size beyond fp32 summation order.
+// It changes no training state, so a failure here fails the epoch like a
+// failed step and the evaluation is skipped after the re-formation.
+func (j *job) evaluate(ctx context.Context, m *collective.Member, a *proto.Assignment) (evalResult, error) {
+	start := time.Now()
+	lo, hi := dataset.ShardBounds(j.eval.Len(), a.Rank, a.World)
+	idx := make([]int, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		idx = append(idx, i)
+	}
+	var sum float64
+	var tokens int
+	for _, mb := range dataset.MicroBatches(idx, j.cfg.Training.MicroBatchSize) {
+		ids, labels, rows, seqLen := j.eval.Batch(mb)
+		r, err := evalLoss(j.eng, Batch{IDs: ids, Labels: labels, B: rows, S: seqLen})
+		if err != nil {
+			return evalResult{}, culpritError{fmt.Errorf("eval: %w", err)}
+		}
+		sum += r.LossSum
+		tokens += r.Tokens
+	}
+	buf := []float32{float32(sum), float32(tokens)}
+	if err := m.AllReduce(ctx, buf, collective.Sum); err != nil {
+		return evalResult{}, fmt.Errorf("eval all-reduce: %w", err)
+	}
+	res := evalResult{tokens: int(buf[1]), took: time.Since(start)}
+	if res.tokens > 0 {
+		res.loss = float64(buf[0]) / float64(res.tokens)
+	}
+	j.w.log.Info("evaluated", "job", j.id, "step", j.eng.Step(), "eval_loss", res.loss, "eval_tokens", res.tokens, "ms", res.took.Milliseconds())
+	return res, nil
 }
 
 // checkpointDir is where step's checkpoint goes.

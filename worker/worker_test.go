@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdml/herd/configs"
 	"github.com/herdml/herd/coordinator"
 	"github.com/herdml/herd/dataset"
 	"github.com/herdml/herd/internal/proto"
@@ -347,5 +348,49 @@ func checkEveryBatchOnce(t *testing.T, e *env) {
 		if !slices.Equal(seen, want) {
 			t.Fatalf("step %d trained %v, want %v", k, seen, want)
 		}
+	}
+}
+
+// TestEvalEvery: with training.eval_every, every member evaluates its share
+// of the eval set after steps 4, 8 and 12; rank 0 reports the loss of the
+// whole set, the same with 1 and 2 workers and equal to scoring the set in
+// one pass.
+func TestEvalEvery(t *testing.T) {
+	eval := fakeData{n: 9}
+	idx := make([]int, eval.n)
+	for i := range idx {
+		idx[i] = i
+	}
+	ids, labels, rows, seqLen := eval.Batch(idx)
+	for _, world := range []int{1, 2} {
+		t.Run(fmt.Sprint(world), func(t *testing.T) {
+			e := newEnv(t)
+			for i := range world {
+				e.startWorker(fmt.Sprintf("w%d", i), 0, func(c *worker.Config) {
+					c.LoadData = func(context.Context, *configs.Config, string) (worker.Data, func() error, error) {
+						return fakeEvalData{fakeData: fakeData{n: nSeqs}, eval: eval}, func() error { return nil }, nil
+					}
+				})
+			}
+			y := strings.Replace(e.yaml(world, ""), "checkpoint_every: 4", "checkpoint_every: 4\n  eval_every: 4\n  log_every: 100", 1)
+			y = strings.Replace(y, "train: /fake/train.jsonl", "train: /fake/train.jsonl\n  eval: /fake/eval.jsonl", 1)
+			id := e.submit(y)
+			j := e.waitStatus(id, proto.StatusCompleted, 20*time.Second)
+			var got []int
+			for _, l := range j.Log {
+				if l.Step == nil || l.Step.EvalTokens == 0 {
+					continue
+				}
+				got = append(got, l.Step.Step)
+				want := fakeEval(worker.Batch{IDs: ids, Labels: labels, B: rows, S: seqLen}, l.Step.Step)
+				if l.Step.EvalTokens != want.Tokens || l.Step.EvalLoss != want.LossSum/float64(want.Tokens) {
+					t.Fatalf("step %d: eval loss %v over %d tokens, want %v over %d", l.Step.Step, l.Step.EvalLoss, l.Step.EvalTokens,
+						want.LossSum/float64(want.Tokens), want.Tokens)
+				}
+			}
+			if !slices.Equal(got, []int{4, 8, 12}) {
+				t.Fatalf("evaluations after steps %v, want 4, 8, 12 (reported although log_every is 100)", got)
+			}
+		})
 	}
 }

@@ -306,8 +306,12 @@ func logsCommand() *cli.Command {
 func formatLog(e proto.LogEntry) string {
 	ts := e.Time.Local().Format("15:04:05.000")
 	if s := e.Step; s != nil {
-		return fmt.Sprintf("%s step %d/%d loss %.4f lr %.3g grad_norm %.3g tokens %d world %d %.0f ms (all-reduce %.1f ms) %.0f tok/s",
+		line := fmt.Sprintf("%s step %d/%d loss %.4f lr %.3g grad_norm %.3g tokens %d world %d %.0f ms (all-reduce %.1f ms) %.0f tok/s",
 			ts, s.Step, s.TotalSteps, s.Loss, s.LR, s.GradNorm, s.Tokens, s.World, s.StepMs, s.AllReduceMs, s.TokensPerSec)
+		if s.EvalTokens > 0 {
+			line += fmt.Sprintf(" eval_loss %.4f (%d tokens, %.0f ms)", s.EvalLoss, s.EvalTokens, s.EvalMs)
+		}
+		return line
 	}
 	return fmt.Sprintf("%s %s", ts, e.Message)
 }

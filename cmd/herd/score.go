@@ -29,7 +29,7 @@ func scoreCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Required: true, Usage: "output directory"},
 			&cli.StringFlag{Name: "config", Usage: "run config whose dataset and scoring sections apply"},
 			setFlag,
-			&cli.StringFlag{Name: "task", Usage: "loss, generate or multiple_choice (overrides scoring.task)"},
+			&cli.StringFlag{Name: "task", Usage: "loss, generate, multiple_choice or classification (overrides scoring.task)"},
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or cuda:N"},
 		},
 		Action: func(c *cli.Context) error {

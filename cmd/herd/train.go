@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -160,6 +161,13 @@ func train(c *cli.Context) error {
 		prog.step(job, s)
 		if err := mf.Train(stepRecord(s)); err != nil {
 			log.Warn("metrics files", "err", err)
+		}
+		if s.EvalTokens > 0 {
+			e := telemetry.Eval{Step: int64(s.Step), Epoch: float64(s.Epoch), Time: s.At, Loss: s.EvalLoss,
+				Perplexity: math.Exp(s.EvalLoss), Tokens: int64(s.EvalTokens), Seconds: s.EvalMs / 1000}
+			if err := mf.Eval(e); err != nil {
+				log.Warn("metrics files", "err", err)
+			}
 		}
 	}
 	var ws []*worker.Worker
@@ -359,9 +367,19 @@ func (p *progress) step(job string, s proto.StepStat) {
 		p.log.Info("step", "job", job, "step", s.Step, "total_steps", s.TotalSteps, "loss", s.Loss, "lr", s.LR,
 			"grad_norm", s.GradNorm, "tokens", s.Tokens, "tokens_per_sec", s.TokensPerSec, "step_ms", s.StepMs,
 			"allreduce_ms", s.AllReduceMs, "world", s.World, "eta_s", eta.Seconds())
+		if s.EvalTokens > 0 {
+			p.log.Info("eval", "job", job, "step", s.Step, "eval_loss", s.EvalLoss, "eval_tokens", s.EvalTokens, "eval_ms", s.EvalMs)
+		}
 		return
 	}
 	line := fmt.Sprintf("step %d/%d  loss %.4f  lr %.2e  %.0f tok/s  ETA %s", s.Step, s.TotalSteps, s.Loss, s.LR, s.TokensPerSec, eta.Round(time.Second))
+	if s.EvalTokens > 0 {
+		// An evaluation stays on the screen: it is printed on its own line.
+		if p.tty {
+			fmt.Fprintf(p.w, "\r\033[K")
+		}
+		fmt.Fprintf(p.w, "eval after step %d: loss %.4f  perplexity %.3f  (%d tokens, %.1f s)\n", s.Step, s.EvalLoss, math.Exp(s.EvalLoss), s.EvalTokens, s.EvalMs/1000)
+	}
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.shown = true

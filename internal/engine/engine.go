@@ -202,6 +202,39 @@ func (e *Engine) microBatch(b Batch) (MicroResult, error) {
 	return MicroResult{LossSum: lossSum, Tokens: b.Tokens()}, nil
 }
 
+// EvalLoss runs b forward without gradients, dropout off, and returns its
+// summed token loss: the in-training evaluation (training.eval_every). It
+// draws no random numbers and leaves the accumulated gradient alone, so a
+// run with evaluations trains exactly as one without.
+func (e *Engine) EvalLoss(b Batch) (r MicroResult, err error) {
+	if len(b.IDs) != b.B*b.S || len(b.Labels) != b.B*b.S {
+		return MicroResult{}, fmt.Errorf("engine: batch of %dx%d has %d ids and %d labels", b.B, b.S, len(b.IDs), len(b.Labels))
+	}
+	e.th.Do(func() { r, err = e.evalLoss(b) })
+	return r, err
+}
+
+func (e *Engine) evalLoss(b Batch) (MicroResult, error) {
+	defer torch.NoGrad()()
+	s := torch.NewScope()
+	defer s.Close()
+	ids := s.ToDevice(s.FromInt64(b.IDs, int64(b.B), int64(b.S)), e.Model.Device)
+	labels := s.ToDevice(s.FromInt64(b.Labels, int64(b.B), int64(b.S)), e.Model.Device)
+	if e.set.Autocast != 0 {
+		off, err := torch.Autocast(e.Model.Device, e.set.Autocast)
+		if err != nil {
+			return MicroResult{}, err
+		}
+		defer off()
+	}
+	logits := e.Model.Forward(s, model.Batch{IDs: ids}, model.Options{Adapter: e.Adapter})
+	lossSum := s.Item(model.CausalLMLoss(s, logits, labels))
+	if err := s.Err(); err != nil {
+		return MicroResult{}, fmt.Errorf("engine: eval: %w", err)
+	}
+	return MicroResult{LossSum: lossSum, Tokens: b.Tokens()}, nil
+}
+
 // Gradients returns the accumulated gradient as the flat buffer (owned by
 // the engine, valid until the next call), for the collective to reduce.
 func (e *Engine) Gradients() ([]float32, error) {

@@ -403,3 +403,58 @@ func TestGradientCheckpointing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEvalLoss: the evaluation loss is the training forward's loss (with
+// dropout off), and evaluating neither touches the accumulated gradient nor
+// changes the steps that follow: a run evaluating after every step ends with
+// the adapter of one that never does, bit for bit.
+func TestEvalLoss(t *testing.T) {
+	dir := tinyModel(t)
+	bs := batches(4, 2, 12, 101)
+	plain, err := New(dir, settings(0.1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	evals, err := New(dir, settings(0.1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evals.Close()
+	noDrop, err := New(dir, settings(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noDrop.Close()
+	ev, err := evals.EvalLoss(bs[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := noDrop.MicroBatch(bs[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Tokens != tr.Tokens || math.Abs(ev.LossSum-tr.LossSum) > 1e-4*math.Abs(tr.LossSum) {
+		t.Fatalf("eval loss %v over %d tokens, training forward without dropout %v over %d", ev.LossSum, ev.Tokens, tr.LossSum, tr.Tokens)
+	}
+	for _, b := range bs[:3] {
+		step(t, plain, []Batch{b})
+		if _, err := evals.MicroBatch(b); err != nil {
+			t.Fatal(err)
+		}
+		// Between the micro-batch and the step: the gradient must survive.
+		if _, err := evals.EvalLoss(bs[3]); err != nil {
+			t.Fatal(err)
+		}
+		g, err := evals.Gradients()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := evals.Apply(append([]float32(nil), g...), b.Tokens()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := maxDiff(values(t, plain), values(t, evals)); d != 0 {
+		t.Fatalf("evaluating changed training: adapters differ by %g", d)
+	}
+}

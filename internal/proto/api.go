@@ -116,6 +116,12 @@ type StepStat struct {
 	TokensPerSec float64 `json:"tokens_per_sec"`
 	// At is when rank 0 finished the step (its clock).
 	At time.Time `json:"at,omitzero"`
+	// The evaluation after this step (training.eval_every), when there was
+	// one: token-weighted mean loss over the eval set, its target tokens,
+	// and its wall time (not part of StepMs).
+	EvalLoss   float64 `json:"eval_loss,omitempty"`
+	EvalTokens int     `json:"eval_tokens,omitempty"`
+	EvalMs     float64 `json:"eval_ms,omitempty"`
 }
 
 // JobInfo is a job as the API shows it.

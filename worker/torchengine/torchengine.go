@@ -75,6 +75,11 @@ func (a *adapter) MicroBatch(b worker.Batch) (worker.MicroResult, error) {
 
 func (a *adapter) Gradients() ([]float32, error) { return a.e.Gradients() }
 
+func (a *adapter) EvalLoss(b worker.Batch) (worker.MicroResult, error) {
+	r, err := a.e.EvalLoss(engine.Batch{IDs: b.IDs, Labels: b.Labels, B: b.B, S: b.S})
+	return worker.MicroResult{LossSum: r.LossSum, Tokens: r.Tokens}, err
+}
+
 func (a *adapter) Apply(grad []float32, tokens int) (worker.StepResult, error) {
 	st, err := a.e.Apply(grad, tokens)
 	return worker.StepResult{Step: st.Step, LR: st.LR, GradNorm: st.GradNorm}, err
