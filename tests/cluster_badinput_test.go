@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,6 +52,24 @@ func TestClusterBadInput(t *testing.T) {
 			}
 		}
 	})
+	t.Run("bad telemetry flags", func(t *testing.T) {
+		busy := freePortHeld(t)
+		for _, tc := range []struct {
+			args []string
+			code int
+			want string
+		}{
+			{[]string{"worker", "join", "--coord", "nats://127.0.0.1:1", "--token", "x", "--trace-sample-ratio", "2"}, 2, "--trace-sample-ratio"},
+			{[]string{"coord", "start", "--id", "c9", "--data-dir", filepath.Join(dir, "c9"), "--raft-addr", "127.0.0.1:1",
+				"--token", "x", "--bootstrap", "--metrics-addr", busy}, 1, "metrics_addr"},
+		} {
+			r := herd(t, nil, tc.args...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("%v: exit %d, want %d and an error naming %s", tc.args, r.code, tc.code, tc.want)
+			}
+		}
+		assertAbsent(t, filepath.Join(dir, "c9"))
+	})
 
 	c := startCluster(t, 1)
 	t.Run("wrong token", func(t *testing.T) {
@@ -99,4 +118,16 @@ func assertAbsent(t *testing.T, path string) {
 	if _, err := os.Stat(path); err == nil {
 		t.Fatalf("%s was created", path)
 	}
+}
+
+// freePortHeld returns 127.0.0.1:PORT on a listener kept open until the
+// test ends: a port that is in use.
+func freePortHeld(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -34,6 +35,10 @@ const shutdownTimeout = 10 * time.Second
 // points OpenTelemetry's error handler at log. The returned function
 // flushes and stops it; call it once, at exit.
 func setupTelemetry(c *cli.Context, service, instance string, log *slog.Logger) (*telemetry.Telemetry, func(), error) {
+	// Checked here so that the message names the flag, not the field.
+	if r := c.Float64("trace-sample-ratio"); !(r >= 0 && r <= 1) {
+		return nil, nil, cli.Exit(fmt.Sprintf("--trace-sample-ratio %v: want a fraction in [0, 1]", r), 2)
+	}
 	cfg := telemetry.Config{
 		ServiceName: service, Instance: instance,
 		OTLPEndpoint: c.String("otlp-endpoint"), OTLPProtocol: c.String("otlp-protocol"),
