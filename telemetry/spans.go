@@ -18,14 +18,16 @@ var nopTracer = noop.NewTracerProvider().Tracer(ScopeName)
 //	job                                  coordinator: accepting the job
 //	└── schedule                         coordinator: one scheduling decision
 //	    └── group.epoch                  coordinator: forming group epoch N
-//	        ├── state.sync               each member: agreeing on the state
+//	        ├── state.sync               each member: joining, agreeing on the state
 //	        ├── step                     each member, one per optimizer step
-//	        │   ├── step.data            load and collate the shard
+//	        │   ├── step.data            cutting the shard into micro-batches
 //	        │   ├── step.forward_backward  one per micro-batch
 //	        │   ├── step.allreduce       the collective's reduction
-//	        │   └── step.optimizer
-//	        └── checkpoint               rank 0 saving a checkpoint
-//	            └── checkpoint.commit    coordinator: recording it in raft
+//	        │   ├── step.optimizer
+//	        │   ├── eval                 every eval_every steps: the eval set's loss
+//	        │   └── checkpoint           rank 0, every checkpoint_every steps
+//	        │       └── checkpoint.commit  coordinator: recording it in raft
+//	        └── checkpoint               rank 0: the final one, or on pause
 //	score.batch                          each worker, one per scoring batch
 const (
 	SpanJob        = "job"
@@ -38,6 +40,7 @@ const (
 	SpanStepForwardBackward = "step.forward_backward"
 	SpanStepAllReduce       = "step.allreduce"
 	SpanStepOptimizer       = "step.optimizer"
+	SpanEval                = "eval"
 	SpanStateSync           = "state.sync"
 	SpanCheckpoint          = "checkpoint"
 	// SpanCheckpointCommit is the coordinator recording a checkpoint.

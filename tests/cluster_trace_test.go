@@ -46,7 +46,8 @@ func TestClusterTrace(t *testing.T) {
 		workers = append(workers, c.workerArgs(id, nil, "--metrics-addr", workerMetrics[id]))
 	}
 	cfg := writeConfig(t, filepath.Join(t.TempDir(), "out"), steps, micro, global, "")
-	job := c.submit(cfg, "cluster.workers=2")
+	_, data := sharedTiny(t)
+	job := c.submit(cfg, "cluster.workers=2", "dataset.eval="+filepath.Join(data, "eval.jsonl"), "training.eval_every=3")
 	j := c.waitJob(job, 90*time.Second, func(j proto.JobInfo) bool { return j.Status == proto.StatusCompleted })
 
 	// Prometheus, scraped while the processes run.
@@ -149,6 +150,10 @@ func TestClusterTrace(t *testing.T) {
 		if n := count(telemetry.SpanStep, id); n < j.Step || (exact && n != j.Step) {
 			t.Errorf("%s: %d step spans, want %d", id, n, j.Step)
 		}
+		// Every member evaluates its share after steps 3 and 6.
+		if n := count(telemetry.SpanEval, id); n < 2 || (exact && n != 2) {
+			t.Errorf("%s: %d %s spans, want 2", id, n, telemetry.SpanEval)
+		}
 		if count(telemetry.SpanStateSync, id) == 0 {
 			t.Errorf("%s: no %s span", id, telemetry.SpanStateSync)
 		}
@@ -191,6 +196,10 @@ func TestClusterTrace(t *testing.T) {
 			if p := byID[s.ParentID]; p.Name != telemetry.SpanGroupEpoch || p.Instance != "c0" {
 				t.Errorf("step on %s: parent %s on %s, want the coordinator's %s", s.Instance, p.Name, p.Instance, telemetry.SpanGroupEpoch)
 			}
+		case telemetry.SpanEval:
+			if p := byID[s.ParentID]; p.Name != telemetry.SpanStep || p.Instance != s.Instance {
+				t.Errorf("%s on %s: parent %s on %s, want its step", s.Name, s.Instance, p.Name, p.Instance)
+			}
 		case telemetry.SpanCheckpointCommit:
 			if p := byID[s.ParentID]; p.Name != telemetry.SpanCheckpoint || p.Instance == "c0" {
 				t.Errorf("%s: parent %s on %s, want a worker's %s", s.Name, p.Name, p.Instance, telemetry.SpanCheckpoint)
@@ -203,7 +212,7 @@ func TestClusterTrace(t *testing.T) {
 	if n := count(telemetry.SpanCheckpointCommit, "c0"); n < 2 || (exact && n != 2) {
 		t.Errorf("%d %s spans, want 2 (steps 5 and %d)", n, telemetry.SpanCheckpointCommit, steps)
 	}
-	for _, name := range []string{telemetry.MetricTrainLoss, telemetry.MetricAllReduceBytes, telemetry.MetricWorkers} {
+	for _, name := range []string{telemetry.MetricTrainLoss, telemetry.MetricAllReduceBytes, telemetry.MetricWorkers, telemetry.MetricEvalLoss} {
 		if _, ok := recv.Metric(name); !ok {
 			t.Errorf("no %s over OTLP", name)
 		}

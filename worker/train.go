@@ -424,6 +424,9 @@ func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignmen
 	// Loss, tokens and step counts are the group's, the same on every
 	// member: rank 0 alone records them.
 	tr.Progress(ctx, rec)
+	if ev.tokens > 0 {
+		tr.Eval(ctx, telemetry.Eval{Step: int64(st.Step), Loss: ev.loss, Tokens: int64(ev.tokens), Seconds: ev.took.Seconds()})
+	}
 	if w.cfg.Progress != nil {
 		w.cfg.Progress(j.id, stat)
 	}
@@ -489,7 +492,9 @@ type evalResult struct {
 // member and does not depend on the world size beyond fp32 summation order.
 // It changes no training state, so a failure here fails the epoch like a
 // failed step and the evaluation is skipped after the re-formation.
-func (j *job) evaluate(ctx context.Context, m *collective.Member, a *proto.Assignment) (evalResult, error) {
+func (j *job) evaluate(ctx context.Context, m *collective.Member, a *proto.Assignment) (_ evalResult, err error) {
+	ctx, span := j.w.cfg.Telemetry.Start(ctx, telemetry.SpanEval)
+	defer func() { telemetry.End(span, err) }()
 	start := time.Now()
 	lo, hi := dataset.ShardBounds(j.eval.Len(), a.Rank, a.World)
 	idx := make([]int, 0, hi-lo)
