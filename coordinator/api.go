@@ -110,7 +110,7 @@ func (l *leader) status(m *nats.Msg) (any, error) {
 			return nil, err
 		}
 		info := j.Info(true)
-		info.RecentSteps = j.RecentSteps(RecentSteps)
+		info.RecentSteps, info.LastEval = j.RecentSteps(RecentSteps), j.LastEval()
 		return proto.StatusResult{Job: &info}, nil
 	}
 	ci := &proto.ClusterInfo{Leader: l.s.cfg.ID}

@@ -31,6 +31,19 @@ func (j *Job) RecentSteps(n int) []proto.StepStat {
 	return out
 }
 
+// LastEval returns the statistics of the job's latest logged step that was
+// followed by an evaluation (training.eval_every), nil when its log holds
+// none.
+func (j *Job) LastEval() *proto.StepStat {
+	for i := len(j.Log) - 1; i >= 0; i-- {
+		if s := j.Log[i].Step; s != nil && s.EvalTokens > 0 {
+			c := *s
+			return &c
+		}
+	}
+	return nil
+}
+
 // Role is this coordinator's raft state: "leader", "follower",
 // "candidate" or "shutdown".
 func (s *Server) Role() string { return strings.ToLower(s.raft.State().String()) }

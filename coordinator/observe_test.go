@@ -30,3 +30,20 @@ func TestRecentSteps(t *testing.T) {
 		t.Fatalf("RecentSteps of an empty log = %v", got)
 	}
 }
+
+func TestLastEval(t *testing.T) {
+	j := &Job{}
+	if j.LastEval() != nil {
+		t.Fatal("LastEval of an empty log")
+	}
+	for i := 1; i <= 6; i++ {
+		s := &proto.StepStat{Step: i}
+		if i%2 == 0 && i < 6 {
+			s.EvalLoss, s.EvalTokens = float64(i), 10
+		}
+		j.addLog(t0, proto.LogEntry{Kind: "step", Step: s})
+	}
+	if e := j.LastEval(); e == nil || e.Step != 4 || e.EvalLoss != 4 {
+		t.Fatalf("LastEval = %+v, want step 4", e)
+	}
+}

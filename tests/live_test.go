@@ -33,7 +33,8 @@ func TestLiveView(t *testing.T) {
 	c := startCluster(t, 1, "--http-addr", httpAddr)
 	c.worker("a", "HERD_TEST_STEP_DELAY_MS=100")
 	cfg := writeConfig(t, filepath.Join(t.TempDir(), "out"), 100000, 2, 4, "")
-	id := c.submit(cfg, "training.checkpoint_every=20")
+	_, data := sharedTiny(t)
+	id := c.submit(cfg, "training.checkpoint_every=20", "training.eval_every=10", "dataset.eval="+filepath.Join(data, "eval.jsonl"))
 	c.waitJob(id, 60*time.Second, func(j proto.JobInfo) bool { return j.Status == proto.StatusRunning && len(j.Checkpoints) > 0 })
 	url := "http://" + httpAddr + "/"
 
@@ -68,6 +69,13 @@ func TestLiveView(t *testing.T) {
 	if n, _ := strconv.Atoi(m[1]); n < 2 {
 		t.Fatalf("the loss curve has %d points, want at least 2", n)
 	}
+	// Evaluations after steps 10 and 20 came before the checkpoint at 20.
+	m = regexp.MustCompile(`<polyline [^>]*data-series="eval" data-points="(\d+)"`).FindStringSubmatch(dom)
+	if m == nil {
+		t.Errorf("the live view draws no eval curve")
+	} else if n, _ := strconv.Atoi(m[1]); n < 2 {
+		t.Errorf("the eval curve has %d points, want at least 2", n)
+	}
 	if !regexp.MustCompile(`data-worker="a">.*?alive`).MatchString(dom) {
 		t.Errorf("worker a is not shown alive")
 	}
@@ -84,7 +92,7 @@ func TestLiveView(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("status: exit %d", r.code)
 	}
-	for _, want := range []string{"job " + id + " (e2e): running", "ETA", "checkpoints", "world 1 [a]"} {
+	for _, want := range []string{"job " + id + " (e2e): running", "ETA", "eval loss", "checkpoints", "world 1 [a]"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("herd status lacks %q", want)
 		}
@@ -145,8 +153,8 @@ func (h handState) ClusterStatus(context.Context) (proto.ClusterInfo, error) {
 }
 
 // TestLiveViewPage renders what a real cluster on this machine cannot
-// show cheaply: two ranks, the all-reduce share, a job chosen by URL, and
-// the banner of a coordinator that lost its leader.
+// show cheaply: two ranks, the all-reduce share, an eval curve, a job
+// chosen by URL, and the banner of a coordinator that lost its leader.
 func TestLiveViewPage(t *testing.T) {
 	chromium := findChromium(t)
 	st := coordinator.NewState()
@@ -156,8 +164,12 @@ func TestLiveViewPage(t *testing.T) {
 			TotalSteps: 200, Epoch: coordinator.GroupEpoch{Number: 2, Members: []string{"w1", "w0"}}}
 		for k := 1; k <= 30+10*i; k++ {
 			j.LogSeq++
-			j.Log = append(j.Log, proto.LogEntry{Seq: j.LogSeq, Kind: "step", Step: &proto.StepStat{Step: k, TotalSteps: 200, Loss: 3 - float64(k)/20,
-				World: 2, StepMs: 100, AllReduceMs: 20, TokensPerSec: 5000, At: t0.Add(time.Duration(k) * 100 * time.Millisecond)}})
+			st := &proto.StepStat{Step: k, TotalSteps: 200, Loss: 3 - float64(k)/20,
+				World: 2, StepMs: 100, AllReduceMs: 20, TokensPerSec: 5000, At: t0.Add(time.Duration(k) * 100 * time.Millisecond)}
+			if k%10 == 0 {
+				st.EvalLoss, st.EvalTokens = 3.2-float64(k)/25, 500
+			}
+			j.Log = append(j.Log, proto.LogEntry{Seq: j.LogSeq, Kind: "step", Step: st})
 			j.Step, j.Loss, j.TokensPerSec, j.StepMs = k, 3-float64(k)/20, 5000, 100
 		}
 		st.Jobs[j.ID] = j
@@ -168,6 +180,8 @@ func TestLiveViewPage(t *testing.T) {
 	for _, want := range []string{
 		`<h3>job-1</h3>`, // chosen by URL, not the newest
 		`data-series="loss" data-points="30"`,
+		`data-series="eval" data-points="3"`,
+		`data-tile="eval"><div class="k">eval loss · step 30</div><div class="v">2.0000</div>`,
 		`data-tile="allreduce"><div class="k">all-reduce share</div><div class="v">20%</div>`,
 		`data-tile="world"><div class="k">world</div><div class="v">2</div>`,
 		`<td>w1</td><td>cuda:1</td><td><span class="badge unknown">unknown</span></td><td>job-2 #0</td>`,

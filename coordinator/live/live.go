@@ -94,6 +94,9 @@ type Job struct {
 	// to about MaxPoints.
 	LossSeries         [][2]float64 `json:"loss_series"`
 	TokensPerSecSeries [][2]float64 `json:"tokens_per_sec_series"`
+	// EvalSeries are [step, eval loss] points of the evaluations
+	// (training.eval_every), thinned the same way; empty without any.
+	EvalSeries [][2]float64 `json:"eval_series"`
 	// Metrics are the job's metrics as Metrics finds them in its record
 	// (a scoring phase's results), shown as a flat table; absent when the
 	// job has none.
@@ -182,15 +185,23 @@ func Snapshot(ctx context.Context, src Source, job string, now time.Time) View {
 
 // detail builds the detailed view of j.
 func detail(j *coordinator.Job) Job {
-	d := Job{JobInfo: j.Info(false), LossSeries: [][2]float64{}, TokensPerSecSeries: [][2]float64{}, Events: []proto.LogEntry{}}
-	d.RecentSteps = j.RecentSteps(coordinator.RecentSteps)
-	var steps []proto.StepStat
+	d := Job{JobInfo: j.Info(false), LossSeries: [][2]float64{}, TokensPerSecSeries: [][2]float64{}, EvalSeries: [][2]float64{},
+		Events: []proto.LogEntry{}}
+	d.RecentSteps, d.LastEval = j.RecentSteps(coordinator.RecentSteps), j.LastEval()
+	var steps, evals []proto.StepStat
 	for _, e := range j.Log {
-		if e.Step != nil {
+		switch {
+		case e.Step != nil:
 			steps = append(steps, *e.Step)
-		} else if e.Kind == "event" {
+			if e.Step.EvalTokens > 0 {
+				evals = append(evals, *e.Step)
+			}
+		case e.Kind == "event":
 			d.Events = append(d.Events, e)
 		}
+	}
+	for _, s := range thin(evals, MaxPoints) {
+		d.EvalSeries = append(d.EvalSeries, [2]float64{float64(s.Step), s.EvalLoss})
 	}
 	if n := len(d.Events); n > maxEvents {
 		d.Events = slices.Clone(d.Events[n-maxEvents:])

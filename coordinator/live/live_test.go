@@ -34,14 +34,17 @@ func (f *fakeSource) ClusterStatus(context.Context) (proto.ClusterInfo, error) {
 
 var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 
-// steps logs n steps of a job whose loss falls from 3, each 100 ms with
-// 20 ms of all-reduce.
+// logSteps logs n steps of a job whose loss falls from 3, each 100 ms with
+// 20 ms of all-reduce, and an evaluation every 10 steps.
 func logSteps(j *coordinator.Job, n, total int) {
 	for i := 1; i <= n; i++ {
 		j.LogSeq++
-		j.Log = append(j.Log, proto.LogEntry{Seq: j.LogSeq, Kind: "step", Step: &proto.StepStat{
-			Step: i, TotalSteps: total, Epoch: i / 10, Loss: 3 / float64(i), Tokens: 100, World: 2,
-			StepMs: 100, AllReduceMs: 20, TokensPerSec: 1000 + float64(i), At: t0.Add(time.Duration(i) * 100 * time.Millisecond)}})
+		st := &proto.StepStat{Step: i, TotalSteps: total, Epoch: i / 10, Loss: 3 / float64(i), Tokens: 100, World: 2,
+			StepMs: 100, AllReduceMs: 20, TokensPerSec: 1000 + float64(i), At: t0.Add(time.Duration(i) * 100 * time.Millisecond)}
+		if i%10 == 0 {
+			st.EvalLoss, st.EvalTokens = 4/float64(i), 50
+		}
+		j.Log = append(j.Log, proto.LogEntry{Seq: j.LogSeq, Kind: "step", Step: st})
 		j.Step, j.Loss, j.TokensPerSec, j.StepMs = i, 3/float64(i), 1000+float64(i), 100
 	}
 }
@@ -103,6 +106,12 @@ func TestState(t *testing.T) {
 	if len(j.TokensPerSecSeries) != 30 || j.TokensPerSecSeries[29][1] != 1030 {
 		t.Fatalf("tokens/s curve %v", j.TokensPerSecSeries)
 	}
+	if len(j.EvalSeries) != 3 || j.EvalSeries[0] != [2]float64{10, 0.4} || j.EvalSeries[2] != [2]float64{30, 4.0 / 30} {
+		t.Fatalf("eval curve %v", j.EvalSeries)
+	}
+	if j.LastEval == nil || j.LastEval.Step != 30 {
+		t.Fatalf("last eval %+v", j.LastEval)
+	}
 	if len(j.RecentSteps) != coordinator.RecentSteps || j.RecentSteps[len(j.RecentSteps)-1].Step != 30 {
 		t.Fatalf("recent steps %d", len(j.RecentSteps))
 	}
@@ -123,7 +132,8 @@ func TestState(t *testing.T) {
 
 func TestStateSelectsJob(t *testing.T) {
 	h := NewHandler(newFake(), nil)
-	if v := getState(t, h, "?job=job-1"); v.Selected == nil || v.Selected.ID != "job-1" || v.Selected.ETASeconds != nil || len(v.Selected.LossSeries) != 5 {
+	if v := getState(t, h, "?job=job-1"); v.Selected == nil || v.Selected.ID != "job-1" || v.Selected.ETASeconds != nil || len(v.Selected.LossSeries) != 5 ||
+		len(v.Selected.EvalSeries) != 0 || v.Selected.LastEval != nil {
 		t.Fatalf("selected %+v", v.Selected)
 	}
 	// An unknown job falls back to the default.

@@ -62,8 +62,8 @@ func AllReduceShare(steps []proto.StepStat) (share float64, ok bool) {
 }
 
 // WriteJob writes a job's status for a person at a terminal: status,
-// progress and ETA, loss with a sparkline of the recent steps, throughput,
-// group, checkpoints and metrics (a job's "metrics" object, see Metrics).
+// progress and ETA, loss with a sparkline of the recent steps, the latest
+// evaluation, throughput, group, checkpoints and metrics (see Metrics).
 func WriteJob(w io.Writer, j *proto.JobInfo, metrics map[string]any) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "job %s (%s): %s\n", j.ID, j.Name, j.Status)
@@ -91,6 +91,9 @@ func WriteJob(w io.Writer, j *proto.JobInfo, metrics map[string]any) error {
 			loss += "  " + telemetry.Sparkline(losses) + fmt.Sprintf("  (last %d logged steps)", len(losses))
 		}
 		row("loss", "%s", loss)
+		if e := j.LastEval; e != nil {
+			row("eval loss", "%.4f after step %d (%d tokens)", e.EvalLoss, e.Step, e.EvalTokens)
+		}
 		speed := fmt.Sprintf("%.0f tokens/s, %.0f ms/step", j.TokensPerSec, j.StepMs)
 		if share, ok := AllReduceShare(j.RecentSteps); ok {
 			speed += fmt.Sprintf(", all-reduce %.0f%%", 100*share)

@@ -13,7 +13,7 @@ func runningJob() *proto.JobInfo {
 	j := &proto.JobInfo{ID: "job-2", Name: "tiny", Status: proto.StatusRunning, Step: 40, TotalSteps: 100,
 		Loss: 1.25, TokensPerSec: 12345, StepMs: 250, Epoch: 3, Members: []string{"b", "a"}, Restarts: 1, GlobalBatch: 8,
 		Checkpoints: []proto.Checkpoint{{Step: 20, Path: "/out/checkpoints/step-20"}, {Step: 40, Path: "/out/checkpoints/step-40"}},
-		OutputDir:   "/out"}
+		OutputDir:   "/out", LastEval: &proto.StepStat{Step: 30, EvalLoss: 1.5, EvalTokens: 900}}
 	// Losses 8 7 6 5 4 3 2 1 at steps 33..40, one every 500 ms, a fifth of
 	// each step in the all-reduce.
 	for i := range 8 {
@@ -31,6 +31,7 @@ func TestWriteJob(t *testing.T) {
 	want := `job job-2 (tiny): running
   step         40/100 (40%)  ETA 30s
   loss         1.2500  █▇▆▅▄▃▂▁  (last 8 logged steps)
+  eval loss    1.5000 after step 30 (900 tokens)
   throughput   12345 tokens/s, 250 ms/step, all-reduce 20%
   group        epoch 3, world 2 [b a], data epoch 2, restarts 1, global batch 8
   checkpoints  2, latest step 40: /out/checkpoints/step-40

@@ -159,6 +159,9 @@ type JobInfo struct {
 	// RecentSteps are the statistics of the last logged steps, oldest
 	// first; only the status of one job carries them.
 	RecentSteps []StepStat `json:"recent_steps,omitempty"`
+	// LastEval is the latest step followed by an evaluation
+	// (training.eval_every); only the status of one job carries it.
+	LastEval *StepStat `json:"last_eval,omitempty"`
 }
 
 // Checkpoint is a saved checkpoint recorded by the coordinator.

@@ -113,19 +113,28 @@ function niceStep(span, n) {
   return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
 }
 
-// chart draws [x, y] points as an SVG line chart. The polyline carries
-// data-series and data-points, which the end-to-end test reads.
-function chart(name, title, points, color, fmt, W) {
+// chart draws series of [x, y] points ({name, label, points, color}) as an
+// SVG line chart on shared axes; sparse series (evaluations) get a marker
+// at every point. Each polyline carries data-series and data-points, which
+// the end-to-end tests read. Hovering shows the first series' nearest
+// point.
+function chart(name, title, series, fmt, W) {
   const H = 220, L = 58, R = 14, T = 10, B = 26;
   const svg = h("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, "data-chart": name });
-  const box = h("div", { class: "chart" }, h("h4", null, title), svg);
-  if (points.length === 0) {
+  const shown = series.filter((s) => s.points.length > 0);
+  const legend = shown.length > 1 ? shown.map((s) => h("span", { class: "key", style: "color:" + s.color }, "— " + s.label)) : [];
+  const box = h("div", { class: "chart" }, h("h4", null, title, legend), svg);
+  if (shown.length === 0) {
     svg.append(h("svg:text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "axis" }, "no steps yet"));
     return box;
   }
-  let x0 = points[0][0], x1 = points[points.length - 1][0];
-  let y0 = Infinity, y1 = -Infinity;
-  for (const [, y] of points) { y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (const s of shown) {
+    for (const [x, y] of s.points) {
+      x0 = Math.min(x0, x); x1 = Math.max(x1, x);
+      y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+    }
+  }
   if (x1 === x0) { x0 -= 1; x1 += 1; }
   if (y1 === y0) { const d = Math.abs(y0) * 0.1 || 1; y0 -= d; y1 += d; }
   const pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad;
@@ -142,11 +151,13 @@ function chart(name, title, points, color, fmt, W) {
   for (let x = Math.ceil(x0 / xs) * xs; x <= x1; x += xs) {
     svg.append(h("svg:text", { x: sx(x), y: H - 8, "text-anchor": "middle", class: "axis" }, String(Math.round(x))));
   }
-  const pts = points.map(([x, y]) => sx(x).toFixed(1) + "," + sy(y).toFixed(1)).join(" ");
-  svg.append(h("svg:polyline", { points: pts, class: "curve", stroke: color, "data-series": name, "data-points": points.length }));
-  const [lx, ly] = points[points.length - 1];
-  svg.append(h("svg:circle", { cx: sx(lx), cy: sy(ly), r: 3.5, fill: color }));
-  // Hovering shows the nearest point's step and value.
+  for (const s of shown) {
+    const pts = s.points.map(([x, y]) => sx(x).toFixed(1) + "," + sy(y).toFixed(1)).join(" ");
+    svg.append(h("svg:polyline", { points: pts, class: "curve", stroke: s.color, "data-series": s.name, "data-points": s.points.length }));
+    const marks = s.points.length <= 60 && s !== shown[0] ? s.points : [s.points[s.points.length - 1]];
+    for (const [x, y] of marks) svg.append(h("svg:circle", { cx: sx(x), cy: sy(y), r: 3.5, fill: s.color }));
+  }
+  const points = shown[0].points;
   const guide = h("svg:line", { y1: T, y2: H - B, class: "hover", visibility: "hidden" });
   const tip = h("svg:text", { y: T + 12, class: "tip", visibility: "hidden" });
   svg.append(guide, tip);
@@ -188,6 +199,7 @@ function renderJob(v) {
     tile("tokens/s", fmtRate(j.tokens_per_sec), "tokens_per_sec"),
     tile("ETA", j.eta_s === undefined ? "–" : fmtDur(j.eta_s), "eta"),
   ];
+  if (j.last_eval) tiles.push(tile("eval loss · step " + j.last_eval.step, fmtLoss(j.last_eval.eval_loss), "eval"));
   if (j.allreduce_share !== undefined) tiles.push(tile("all-reduce share", (100 * j.allreduce_share).toFixed(0) + "%", "allreduce"));
   tiles.push(
     tile("world", (j.members || []).length, "world"),
@@ -215,8 +227,11 @@ function renderJob(v) {
     j.error ? h("p", { class: "error" }, j.error) : "",
     h("div", { class: "tiles" }, tiles),
     h("div", { class: "charts" },
-      chart("loss", "Training loss", j.loss_series, "#2f6fdf", fmtLoss, 640),
-      chart("tokens_per_sec", "Tokens/s", j.tokens_per_sec_series, "#1f9d55", fmtRate, 320)),
+      chart("loss", "Loss", [
+        { name: "loss", label: "train", points: j.loss_series, color: "#2f6fdf" },
+        { name: "eval", label: "eval", points: j.eval_series, color: "#e0662b" },
+      ], fmtLoss, 640),
+      chart("tokens_per_sec", "Tokens/s", [{ name: "tokens_per_sec", points: j.tokens_per_sec_series, color: "#1f9d55" }], fmtRate, 320)),
     h("div", { class: "cols" }, h("div", null, side), events));
 }
 
