@@ -43,6 +43,7 @@ bench: build test-deps ## benchmarks, machine-readable JSON under artifacts/benc
 	@grep -o '"Output":"Benchmark[^"]*' artifacts/bench/go-bench.jsonl | sed 's/"Output":"//; s/\\t/ /g; s/\\n//' || true
 	scripts/bench-train.sh | tee artifacts/bench/train.json
 	REPEAT=1 RAW=artifacts/bench/allreduce.jsonl scripts/bench-allreduce.sh bin/herd
+	bin/herd bench score --workers 1,2,4 --rows 10000 | tee artifacts/bench/score.json
 
 lint: prepare ## gofmt, go vet, staticcheck, import boundaries, go mod tidy
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting (make fmt)"; exit 1; }

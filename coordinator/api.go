@@ -73,11 +73,22 @@ func (l *leader) submit(m *nats.Msg) (_ any, err error) {
 	ctx, span := l.s.cfg.Telemetry.Start(telemetry.Extract(context.Background(), m.Header), telemetry.SpanJob,
 		trace.WithAttributes(telemetry.AttrRun.String(cfg.RunName)))
 	defer func() { telemetry.End(span, err) }()
-	res, err := l.s.apply(SubmitJobType, SubmitJobCmd{
+	cmd := SubmitJobCmd{
 		RequestID: req.RequestID, Name: cfg.RunName, ConfigYAML: req.ConfigYAML, OutputDir: cfg.OutputDir, GlobalBatch: gb,
 		Workers: c.Workers, MinWorkers: c.MinWorkers, MaxWorkers: c.MaxWorkers, MaxRestarts: c.MaxRestarts,
 		HeartbeatMs: c.Heartbeat.Milliseconds(), TimeoutMs: c.Timeout.Milliseconds(), TraceParent: telemetry.TraceParent(ctx), At: now,
-	})
+	}
+	if req.Score {
+		// The leader plans from the data file (a path it sees, like the
+		// workers): no model or tokenizer needed here.
+		spec, err := PlanScore(cfg, req.Adapter)
+		if err != nil {
+			return nil, &proto.Error{Code: proto.CodeInvalid, Message: "scoring: " + err.Error(),
+				Hint: "the data file must be on a path the coordinators and the workers see"}
+		}
+		cmd.Kind, cmd.Score, cmd.GlobalBatch = proto.KindScore, &spec, 1
+	}
+	res, err := l.s.apply(SubmitJobType, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +122,9 @@ func (l *leader) status(m *nats.Msg) (any, error) {
 		}
 		info := j.Info(true)
 		info.RecentSteps, info.LastEval = j.RecentSteps(RecentSteps), j.LastEval()
+		if info.Score != nil {
+			l.scoreInfo(j, info.Score)
+		}
 		return proto.StatusResult{Job: &info}, nil
 	}
 	ci := &proto.ClusterInfo{Leader: l.s.cfg.ID}
@@ -283,6 +297,10 @@ func (l *leader) heartbeat(m *nats.Msg) (any, error) {
 				Checkpoint: j.LatestCheckpoint()}
 			hdr = nats.Header{}
 			telemetry.Inject(telemetry.WithTraceParent(context.Background(), j.Epoch.TraceParent), hdr)
+			if sc := j.Score; sc != nil && !sc.Done {
+				res.Assignment.Score = &proto.ScoreAssignment{Data: sc.Data, Adapter: sc.Adapter, Task: sc.Task, BatchSize: sc.BatchSize,
+					Fingerprint: sc.Fingerprint, Batches: sc.Batches, Rows: sc.Rows}
+			}
 			break
 		}
 	}
@@ -368,10 +386,13 @@ func (l *leader) complete(m *nats.Msg) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if j.Status == proto.StatusCompleted {
+	if j.Status == proto.StatusCompleted || j.Score != nil {
 		return proto.Empty{}, nil
 	}
 	l.flushStats()
+	if started, err := l.startScoring(j, rep); started || err != nil {
+		return proto.Empty{}, err
+	}
 	if _, err := l.s.apply(JobStatusType, JobStatusCmd{Job: j.ID, Status: proto.StatusCompleted, Adapter: rep.Adapter, Step: rep.Step,
 		Message: fmt.Sprintf("%d steps, final loss %.4f, adapter %s", rep.Step, rep.Loss, rep.Adapter), At: time.Now()}); err != nil {
 		return nil, conflict(err)
@@ -399,4 +420,29 @@ func (l *leader) announce(job string, epoch uint64) {
 	if err := collective.AnnounceEpoch(collective.NewNATSTransport(l.s.nc), job, epoch); err != nil {
 		l.s.log.Warn("announce epoch", "job", job, "err", err)
 	}
+}
+
+// startScoring puts a training job whose config has scoring data in its
+// scoring phase with the final adapter, instead of completing it; its
+// members then score through the same fan-out as a scoring job.
+func (l *leader) startScoring(j *Job, rep proto.CompleteReport) (bool, error) {
+	cfg, err := configs.Parse([]byte(j.ConfigYAML), "job.yaml", nil)
+	if err != nil || cfg.Scoring.Data == "" {
+		return false, nil
+	}
+	spec, err := PlanScore(cfg, rep.Adapter)
+	if err != nil {
+		// Training succeeded: fail only the scoring, visibly.
+		_, aerr := l.s.apply(JobStatusType, JobStatusCmd{Job: j.ID, Status: proto.StatusFailed, Adapter: rep.Adapter, Step: rep.Step,
+			Error: fmt.Sprintf("trained (adapter %s) but cannot score: %v", rep.Adapter, err), At: time.Now()})
+		return true, aerr
+	}
+	if _, err := l.s.apply(ScoreStartType, ScoreStartCmd{Job: j.ID, Step: rep.Step, Spec: spec, At: time.Now()}); err != nil {
+		return true, conflict(err)
+	}
+	l.s.log.Info("training done, scoring", "job", j.ID, "adapter", rep.Adapter, "batches", spec.Batches)
+	for _, m := range j.Epoch.Members {
+		_ = l.s.nc.Publish(proto.WakeSubject(m), nil)
+	}
+	return true, nil
 }

@@ -16,7 +16,7 @@ import (
 // the leader did would silently diverge.
 type MessageType uint8
 
-// Commands. Scoring tasks (issue 8) will take the next numbers.
+// Commands. The scoring fan-out (issue 8) took 9-11.
 const (
 	RegisterWorkerType   MessageType = 0
 	DeregisterWorkerType MessageType = 1
@@ -27,6 +27,9 @@ const (
 	JobStatusType        MessageType = 6
 	WorkerFailureType    MessageType = 7
 	ResumeJobType        MessageType = 8
+	ScoreStartType       MessageType = 9
+	ScoreProgressType    MessageType = 10
+	ScoreFinishType      MessageType = 11
 )
 
 // IgnoreUnknownTypeFlag marks a command that older coordinators may skip.
@@ -52,6 +55,12 @@ func (t MessageType) String() string {
 		return "worker-failure"
 	case ResumeJobType:
 		return "resume-job"
+	case ScoreStartType:
+		return "score-start"
+	case ScoreProgressType:
+		return "score-progress"
+	case ScoreFinishType:
+		return "score-finish"
 	}
 	return fmt.Sprintf("type-%d", uint8(t))
 }
@@ -91,8 +100,70 @@ type SubmitJobCmd struct {
 	TimeoutMs   int64 `json:"timeout_ms"`
 	// TraceParent is the W3C traceparent of the job span: every span of
 	// the job, on any leader and worker, joins that trace.
-	TraceParent string    `json:"traceparent,omitempty"`
-	At          time.Time `json:"at"`
+	TraceParent string `json:"traceparent,omitempty"`
+	// Kind is proto.KindScore for a scoring job ("" or train otherwise);
+	// Score is then its plan.
+	Kind  string     `json:"kind,omitempty"`
+	Score *ScoreSpec `json:"score,omitempty"`
+	At    time.Time  `json:"at"`
+}
+
+// ScoreSpec is what the leader fixes when a job's scoring phase starts:
+// the data, the adapter, where the outputs go and the plan's identity.
+type ScoreSpec struct {
+	Data        string `json:"data"`
+	Adapter     string `json:"adapter,omitempty"`
+	Out         string `json:"out"`
+	Task        string `json:"task"`
+	BatchSize   int    `json:"batch_size"`
+	Fingerprint string `json:"fingerprint"`
+	Batches     int    `json:"batches"`
+	Rows        int    `json:"rows"`
+}
+
+// ScoreStartCmd puts a training job whose last step is taken in its
+// scoring phase (its config has scoring data): the job stays running, its
+// members score with the final adapter (Spec.Adapter).
+type ScoreStartCmd struct {
+	Job  string    `json:"job"`
+	Step int       `json:"step"`
+	Spec ScoreSpec `json:"spec"`
+	At   time.Time `json:"at"`
+}
+
+// ScoreLeaseRec is a batch leased to a worker until Expires.
+type ScoreLeaseRec struct {
+	Batch   int       `json:"batch"`
+	Worker  string    `json:"worker"`
+	Expires time.Time `json:"expires"`
+}
+
+// ScoreProgressCmd records, grouped, what the leader did to a scoring job
+// since its last record: leases issued and released, and batches accepted.
+// The leader writes it from its flush loop, never from a request handler,
+// and only after Merger.Flush has put the accepted batches in the spool: a
+// batch recorded as accepted is never scored again.
+type ScoreProgressCmd struct {
+	Job      string          `json:"job"`
+	Leases   []ScoreLeaseRec `json:"leases,omitempty"`
+	Released []int           `json:"released,omitempty"`
+	Accepted []int           `json:"accepted,omitempty"`
+	// Rows are the rows of the Accepted batches.
+	Rows int64 `json:"rows,omitempty"`
+	// Retried counts leases lost (Released), each to be issued again.
+	Retried    int       `json:"retried,omitempty"`
+	Duplicates int       `json:"duplicates,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// ScoreFinishCmd completes a scoring phase once predictions.jsonl and
+// metrics.json are written: the job becomes completed with its metrics.
+type ScoreFinishCmd struct {
+	Job     string              `json:"job"`
+	Metrics map[string]*float64 `json:"metrics"`
+	Rows    int64               `json:"rows"`
+	Errors  int64               `json:"errors"`
+	At      time.Time           `json:"at"`
 }
 
 // FormEpochCmd starts a new group epoch of a job (or, with no members, puts

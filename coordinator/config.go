@@ -115,6 +115,10 @@ type Config struct {
 	// Cooldown is how long a worker is left out of groups after
 	// FailureThreshold failures. Default 5m.
 	Cooldown time.Duration
+	// ScoreLease is how long a scoring batch stays leased to a live worker
+	// without a result before it is issued again. 0 means
+	// DefaultScoreLease.
+	ScoreLease time.Duration
 
 	// Logger receives the coordinator's log; nil discards it.
 	Logger *slog.Logger

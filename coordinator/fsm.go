@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -68,6 +69,9 @@ var appliers = map[MessageType]applyFunc{
 	JobStatusType:        applyJobStatus,
 	WorkerFailureType:    applyWorkerFailure,
 	ResumeJobType:        applyResumeJob,
+	ScoreStartType:       applyScoreStart,
+	ScoreProgressType:    applyScoreProgress,
+	ScoreFinishType:      applyScoreFinish,
 }
 
 // Apply implements raft.FSM. It returns the command's result or an error
@@ -152,9 +156,18 @@ func applySubmitJob(_ *FSM, s *State, p []byte) (any, error) {
 		ID: fmt.Sprintf("job-%d", s.JobSeq), RequestID: c.RequestID, Name: c.Name, Status: proto.StatusQueued,
 		ConfigYAML: c.ConfigYAML, OutputDir: c.OutputDir, GlobalBatch: c.GlobalBatch,
 		Workers: c.Workers, MinWorkers: c.MinWorkers, MaxWorkers: c.MaxWorkers, MaxRestarts: c.MaxRestarts,
-		HeartbeatMs: c.HeartbeatMs, TimeoutMs: c.TimeoutMs, TraceParent: c.TraceParent, SubmittedAt: c.At,
+		HeartbeatMs: c.HeartbeatMs, TimeoutMs: c.TimeoutMs, TraceParent: c.TraceParent, SubmittedAt: c.At, Kind: c.Kind,
 	}
-	j.event(c.At, fmt.Sprintf("submitted %s: global batch %d, workers %d (min %d, max %d)", c.Name, c.GlobalBatch, c.Workers, c.MinWorkers, c.MaxWorkers))
+	if c.Kind == proto.KindScore {
+		if c.Score == nil {
+			return nil, rejectf("submit: a scoring job without a plan")
+		}
+		j.Score = &ScoreState{ScoreSpec: *c.Score, StartedAt: c.At}
+		j.event(c.At, fmt.Sprintf("submitted scoring job %s: %d rows of %s in %d batches, workers %d (min %d, max %d)",
+			c.Name, c.Score.Rows, c.Score.Data, c.Score.Batches, c.Workers, c.MinWorkers, c.MaxWorkers))
+	} else {
+		j.event(c.At, fmt.Sprintf("submitted %s: global batch %d, workers %d (min %d, max %d)", c.Name, c.GlobalBatch, c.Workers, c.MinWorkers, c.MaxWorkers))
+	}
 	s.Jobs[j.ID] = j
 	return j.ID, nil
 }
@@ -307,6 +320,106 @@ func applyResumeJob(_ *FSM, s *State, p []byte) (any, error) {
 	j := copyJob(old)
 	j.Status, j.Error, j.WaitingSince = proto.StatusQueued, "", time.Time{}
 	j.event(c.At, "resumed")
+	s.Jobs[j.ID] = j
+	return nil, nil
+}
+
+func applyScoreStart(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[ScoreStartCmd](ScoreStartType, p)
+	old, ok := s.Jobs[c.Job]
+	switch {
+	case !ok:
+		return nil, rejectf("score start: no job %s", c.Job)
+	case !old.Active():
+		return nil, rejectf("score start: job %s is %s", c.Job, old.Status)
+	case old.Score != nil:
+		return nil, rejectf("score start: job %s already has a scoring phase", c.Job)
+	}
+	j := copyJob(old)
+	j.Score = &ScoreState{ScoreSpec: c.Spec, StartedAt: c.At}
+	j.Adapter = c.Spec.Adapter
+	if c.Step > 0 {
+		j.Step = c.Step
+	}
+	j.event(c.At, fmt.Sprintf("training done at step %d, adapter %s; scoring %d rows of %s in %d batches", j.Step, c.Spec.Adapter, c.Spec.Rows, c.Spec.Data, c.Spec.Batches))
+	s.Jobs[j.ID] = j
+	return nil, nil
+}
+
+func applyScoreProgress(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[ScoreProgressCmd](ScoreProgressType, p)
+	old, ok := s.Jobs[c.Job]
+	switch {
+	case !ok:
+		return nil, rejectf("score progress: no job %s", c.Job)
+	case !old.Scoring():
+		return nil, rejectf("score progress: job %s has no scoring phase in progress", c.Job)
+	}
+	j := copyJob(old)
+	sc := j.Score
+	n := sc.Batches
+	done := make(map[int]bool, len(sc.Accepted)+len(c.Accepted))
+	for _, b := range sc.Accepted {
+		done[b] = true
+	}
+	acc := slices.Clone(sc.Accepted)
+	for _, b := range c.Accepted {
+		if b >= 0 && b < n && !done[b] {
+			done[b] = true
+			acc = append(acc, b)
+		}
+	}
+	slices.Sort(acc)
+	sc.Accepted = acc
+	sc.AcceptedRows += c.Rows
+	// A batch has at most one recorded lease: the newest. Released and
+	// accepted batches lose theirs.
+	leases := map[int]ScoreLeaseRec{}
+	for _, l := range sc.Leases {
+		leases[l.Batch] = l
+	}
+	for _, b := range c.Released {
+		delete(leases, b)
+	}
+	for _, l := range c.Leases {
+		if l.Batch >= 0 && l.Batch < n {
+			leases[l.Batch] = l
+		}
+	}
+	sc.Leases = nil
+	for _, b := range slices.Sorted(maps.Keys(leases)) {
+		if !done[b] {
+			sc.Leases = append(sc.Leases, leases[b])
+		}
+	}
+	sc.Retried += c.Retried
+	sc.Duplicates += c.Duplicates
+	s.Jobs[j.ID] = j
+	return nil, nil
+}
+
+func applyScoreFinish(_ *FSM, s *State, p []byte) (any, error) {
+	c := decode[ScoreFinishCmd](ScoreFinishType, p)
+	old, ok := s.Jobs[c.Job]
+	switch {
+	case !ok:
+		return nil, rejectf("score finish: no job %s", c.Job)
+	case !old.Scoring() || !old.Active():
+		return nil, rejectf("score finish: job %s has no scoring phase in progress", c.Job)
+	}
+	j := copyJob(old)
+	sc := j.Score
+	sc.Done, sc.Metrics, sc.Errors, sc.Leases = true, maps.Clone(c.Metrics), c.Errors, nil
+	j.Status, j.EndedAt, j.Error = proto.StatusCompleted, c.At, ""
+	parts := make([]string, 0, len(c.Metrics))
+	for _, k := range slices.Sorted(maps.Keys(c.Metrics)) {
+		if v := c.Metrics[k]; v != nil {
+			parts = append(parts, fmt.Sprintf("%s %.6g", k, *v))
+		} else {
+			parts = append(parts, k+" null")
+		}
+	}
+	j.event(c.At, fmt.Sprintf("completed: scored %d rows (%d with errors) into %s: %s", c.Rows, c.Errors, sc.Out, strings.Join(parts, ", ")))
 	s.Jobs[j.ID] = j
 	return nil, nil
 }

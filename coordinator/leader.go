@@ -65,6 +65,11 @@ type leader struct {
 	mu    sync.Mutex
 	live  map[string]*liveness
 	stats map[string][]proto.StepStat // job → unflushed steps
+
+	scores scoreRuns
+	// scoreDue is signalled when a scoring plan has every batch accepted:
+	// the leader loop finishes it at once instead of at the next flush.
+	scoreDue chan struct{}
 }
 
 type liveness struct {
@@ -89,6 +94,8 @@ func (s *Server) lead(ctx context.Context) {
 		}
 	}
 	l := &leader{s: s, since: time.Now(), live: map[string]*liveness{}, stats: map[string][]proto.StepStat{}}
+	l.scores.runs = map[string]*scoreRun{}
+	l.scoreDue = make(chan struct{}, 1)
 	s.log.Info("leading", "index", s.fsm.Index())
 	handlers := map[string]nats.MsgHandler{
 		proto.SubjectSubmit:      l.handle(l.submit),
@@ -105,6 +112,8 @@ func (s *Server) lead(ctx context.Context) {
 		proto.SubjectFailure:     l.handle(l.failure),
 		proto.SubjectComplete:    l.handle(l.complete),
 		proto.SubjectLeave:       l.handle(l.leave),
+		proto.SubjectScoreLease:  l.handle(l.scoreLeaseReq),
+		proto.SubjectScoreResult: l.handle(l.scoreResult),
 	}
 	var subs []*nats.Subscription
 	defer func() {
@@ -141,6 +150,9 @@ func (s *Server) lead(ctx context.Context) {
 			l.schedule()
 		case <-flush.C:
 			l.flushStats()
+			l.flushScores()
+		case <-l.scoreDue:
+			l.flushScores()
 		}
 	}
 }

@@ -79,7 +79,34 @@ type Job struct {
 	// Seq of the last entry ever appended.
 	Log    []proto.LogEntry `json:"log,omitempty"`
 	LogSeq uint64           `json:"log_seq"`
+
+	// Kind is proto.KindScore for a scoring job, "" for training.
+	Kind string `json:"kind,omitempty"`
+	// Score is the job's scoring phase (a scoring job's whole life, or a
+	// training job's after its last step); nil when it has none (yet).
+	Score *ScoreState `json:"score,omitempty"`
 }
+
+// ScoreState is a scoring phase as raft records it.
+type ScoreState struct {
+	ScoreSpec
+	// Accepted are the batches accepted and flushed to the spool,
+	// ascending; AcceptedRows their rows.
+	Accepted     []int `json:"accepted,omitempty"`
+	AcceptedRows int64 `json:"accepted_rows"`
+	// Leases are the batches leased and not yet accepted or released.
+	Leases     []ScoreLeaseRec `json:"leases,omitempty"`
+	Retried    int             `json:"retried"`
+	Duplicates int             `json:"duplicates"`
+	StartedAt  time.Time       `json:"started_at"`
+	// Done is set by ScoreFinish; Metrics are then the final metrics.
+	Done    bool                `json:"done,omitempty"`
+	Metrics map[string]*float64 `json:"metrics,omitempty"`
+	Errors  int64               `json:"errors,omitempty"`
+}
+
+// Scoring reports whether the job is in an unfinished scoring phase.
+func (j *Job) Scoring() bool { return j.Score != nil && !j.Score.Done }
 
 // GroupEpoch is one membership of a job's data-parallel group.
 type GroupEpoch struct {
@@ -151,6 +178,13 @@ func copyJob(j *Job) *Job {
 	c.Checkpoints = slices.Clip(c.Checkpoints)
 	c.Log = slices.Clip(c.Log)
 	c.Epoch.Members = slices.Clip(c.Epoch.Members)
+	if c.Score != nil {
+		sc := *c.Score
+		sc.Accepted = slices.Clip(sc.Accepted)
+		sc.Leases = slices.Clone(sc.Leases)
+		sc.Metrics = maps.Clone(sc.Metrics)
+		c.Score = &sc
+	}
 	return &c
 }
 
@@ -179,6 +213,19 @@ func (j *Job) Info(withConfig bool) proto.JobInfo {
 	}
 	if withConfig {
 		info.ConfigYAML = j.ConfigYAML
+	}
+	info.Kind = j.Kind
+	if info.Kind == "" {
+		info.Kind = proto.KindTrain
+	}
+	if sc := j.Score; sc != nil {
+		si := &proto.ScoreInfo{Phase: "scoring", Data: sc.Data, Adapter: sc.Adapter, Out: sc.Out, Fingerprint: sc.Fingerprint,
+			RowsTotal: int64(sc.Rows), RowsDone: sc.AcceptedRows, BatchesTotal: sc.Batches, BatchesDone: len(sc.Accepted),
+			BatchesInFlight: len(sc.Leases), BatchesRetried: sc.Retried, DuplicatesDropped: sc.Duplicates, Metrics: maps.Clone(sc.Metrics)}
+		if sc.Done {
+			si.Phase = "done"
+		}
+		info.Score = si
 	}
 	return info
 }

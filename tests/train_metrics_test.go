@@ -34,6 +34,11 @@ func TestTrainWritesMetricsFiles(t *testing.T) {
 	if len(rows) != 6 || rows[0][0] != "step" || rows[5][0] != "5" {
 		t.Fatalf("train.csv has %d rows (want header + 5): %v", len(rows), rows)
 	}
+	// dataset.eval is the default scoring data: the job scored it with the
+	// final adapter after training.
+	if p, err := os.ReadFile(filepath.Join(out, "scoring", "predictions.jsonl")); err != nil || strings.Count(string(p), "\n") != 5 {
+		t.Fatalf("scoring after training: %q (err %v)", p, err)
+	}
 	jl, err := os.ReadFile(filepath.Join(out, "metrics", "train.jsonl"))
 	if err != nil || strings.Count(string(jl), "\n") != 5 || !strings.Contains(string(jl), `"loss"`) {
 		t.Fatalf("train.jsonl: %q (err %v)", jl, err)

@@ -74,6 +74,12 @@ func (w *Worker) runJob(ctx context.Context, a *proto.Assignment) {
 	var done uint64 // the last epoch run
 	for ctx.Err() == nil {
 		cur, status := w.current()
+		if cur != nil && cur.Job == a.Job && cur.Score != nil {
+			// Training is done and the job scores now: free the training
+			// engine; Run starts the scoring loop.
+			log.Info("training done; the job's scoring phase starts")
+			return
+		}
 		if cur == nil || cur.Job != a.Job || cur.Status != proto.StatusRunning || w.paused.Load() {
 			if (cur != nil && cur.Job != a.Job) || status == "" || !activeStatus(status) || w.paused.Load() {
 				w.setStatus("", 0, proto.WorkerIdle, 0, "")

@@ -38,6 +38,10 @@ type Config struct {
 	Token string
 	// NewEngine builds a job's engine. Required.
 	NewEngine EngineFactory
+	// NewScorer loads a model for a job's scoring phase
+	// (worker/torchengine.NewScorer in production). Without it the worker
+	// fails scoring assignments.
+	NewScorer ScorerFactory
 	// LoadData loads a job's training set. Default LoadDataset("").
 	LoadData DataLoader
 	// ResolveModel resolves model.path to a directory. Default hub.Resolve.
@@ -218,6 +222,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		a, _ := w.current()
 		if a == nil || a.Status != proto.StatusRunning || w.paused.Load() {
 			w.wait(ctx, time.Second)
+			continue
+		}
+		if a.Score != nil {
+			w.runScore(ctx, a)
 			continue
 		}
 		w.runJob(ctx, a)

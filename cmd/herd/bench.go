@@ -20,6 +20,7 @@ func benchCommand() *cli.Command {
 		Usage: "measure herd's speed; prints JSON",
 		Subcommands: []*cli.Command{
 			benchAllReduceCommand(),
+			benchScoreCommand(),
 			{
 				// Started by `herd bench allreduce` once per member process.
 				Name:   "allreduce-member",

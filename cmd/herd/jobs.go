@@ -53,12 +53,17 @@ func describeCallErr(url string, err error) string {
 func submitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "submit",
-		Usage:     "submit a training job to the cluster; prints the job id",
+		Usage:     "submit a training job (or, with --score, a scoring job) to the cluster; prints the job id",
 		ArgsUsage: "CONFIG",
 		Description: "Relative paths in the config (model.path, dataset files, output_dir) are made absolute here: " +
-			"the workers must see them under the same paths (a shared file system).",
+			"the workers must see them under the same paths (a shared file system). With --score the job scores " +
+			"scoring.data (default dataset.eval) with model.path and --adapter, fanned out to the workers; the " +
+			"coordinators read the data file too (to plan the batches), and predictions.jsonl and metrics.json go " +
+			"to output_dir/scoring.",
 		Flags: withNATS(coordFlag, tokenFlag, setFlag, timeoutFlag,
-			&cli.BoolFlag{Name: "skip-path-check", Usage: "do not check here that the model and data files exist (when only the workers see them)"}),
+			&cli.BoolFlag{Name: "skip-path-check", Usage: "do not check here that the model and data files exist (when only the workers see them)"},
+			&cli.BoolFlag{Name: "score", Usage: "submit a scoring job instead of a training job"},
+			&cli.StringFlag{Name: "adapter", Usage: "with --score: PEFT adapter directory (default: the base model)"}),
 		Action: func(c *cli.Context) error {
 			path, err := oneArg(c, "CONFIG")
 			if err != nil {
@@ -75,8 +80,25 @@ func submitCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
+			req := proto.SubmitRequest{ConfigYAML: string(yaml), Name: cfg.RunName}
+			if c.Bool("score") {
+				req.Score = true
+				if a := c.String("adapter"); a != "" {
+					if req.Adapter, err = filepath.Abs(a); err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+				}
+				if cfg.Scoring.Data == "" {
+					return cli.Exit("--score: no data to score: set scoring.data or dataset.eval", 2)
+				}
+				if _, err := os.Stat(cfg.Scoring.Data); err != nil && !c.Bool("skip-path-check") {
+					return cli.Exit(fmt.Sprintf("scoring.data: %v", err), 1)
+				}
+			} else if c.IsSet("adapter") {
+				return cli.Exit("--adapter goes with --score", 2)
+			}
 			var res proto.SubmitResult
-			if err := apiCall(c, proto.SubjectSubmit, proto.SubmitRequest{ConfigYAML: string(yaml), Name: cfg.RunName}, &res); err != nil {
+			if err := apiCall(c, proto.SubjectSubmit, req, &res); err != nil {
 				return err
 			}
 			fmt.Fprintln(c.App.Writer, res.Job.ID)

@@ -181,7 +181,7 @@ func train(c *cli.Context) error {
 	}()
 	for i, dev := range devices {
 		w, err := worker.New(worker.Config{ID: fmt.Sprintf("local-%d", i), Device: dev, URL: srv.ClientURL(), Token: localToken,
-			NewEngine: torchengine.New, Logger: log, Telemetry: tel, Progress: onStep,
+			NewEngine: torchengine.New, NewScorer: torchengine.NewScorer, Logger: log, Telemetry: tel, Progress: onStep,
 			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP"),
 			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond})
 		if err != nil {
@@ -240,6 +240,9 @@ func train(c *cli.Context) error {
 		switch j.Status {
 		case proto.StatusCompleted:
 			fmt.Fprintf(c.App.ErrWriter, "trained %d steps, final loss %.4f\n", j.Step, j.Loss)
+			if sc := j.Score; sc != nil && sc.Done {
+				fmt.Fprintf(c.App.ErrWriter, "scored %d rows of %s: %s\n", sc.Rows, sc.Data, sc.Out)
+			}
 			fmt.Fprintf(c.App.Writer, "adapter: %s\n", j.Adapter)
 			return nil
 		default:

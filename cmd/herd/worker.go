@@ -115,7 +115,7 @@ func workerJoin(c *cli.Context) error {
 		w, err := worker.New(worker.Config{
 			ID: wid, Device: dev, URL: c.String("coord"), Token: c.String("token"), Connect: natsClientOptions(c),
 			CheckpointStore: c.String("checkpoint-store"),
-			NewEngine:       torchengine.New, LoadData: worker.LoadDataset(c.String("cache-dir")),
+			NewEngine:       torchengine.New, NewScorer: torchengine.NewScorer, LoadData: worker.LoadDataset(c.String("cache-dir")),
 			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP"),
 			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond,
 			Logger:    log, Telemetry: tel,

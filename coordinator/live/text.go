@@ -80,8 +80,10 @@ func WriteJob(w io.Writer, j *proto.JobInfo, metrics map[string]any) error {
 	if eta, ok := ETA(j); ok {
 		progress += "  ETA " + eta.Round(time.Second).String()
 	}
-	row("step", "%s", progress)
-	if j.Step > 0 {
+	if j.Kind != proto.KindScore {
+		row("step", "%s", progress)
+	}
+	if j.Step > 0 && j.Kind != proto.KindScore {
 		losses := make([]float64, len(j.RecentSteps))
 		for i, s := range j.RecentSteps {
 			losses[i] = s.Loss
@@ -127,8 +129,44 @@ func WriteJob(w io.Writer, j *proto.JobInfo, metrics map[string]any) error {
 		row("adapter", "%s", j.Adapter)
 	}
 	row("output", "%s", j.OutputDir)
+	if sc := j.Score; sc != nil {
+		writeScore(row, sc)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeScore writes a job's scoring phase: plan, progress, per worker and
+// the (partial) metrics.
+func writeScore(row func(label, format string, args ...any), sc *proto.ScoreInfo) {
+	what := sc.Data
+	if sc.Adapter != "" {
+		what += " with adapter " + sc.Adapter
+	}
+	row("scoring", "%s: %s → %s", sc.Phase, what, sc.Out)
+	row("", "rows %d/%d, batches %d/%d done, %d in flight, %d retried, %d duplicates dropped",
+		sc.RowsDone, sc.RowsTotal, sc.BatchesDone, sc.BatchesTotal, sc.BatchesInFlight, sc.BatchesRetried, sc.DuplicatesDropped)
+	if sc.RowsPerSec > 0 {
+		row("", "%.1f rows/s, ETA %s", sc.RowsPerSec, (time.Duration(sc.ETASec * float64(time.Second))).Round(time.Second))
+	}
+	for _, name := range slices.Sorted(maps.Keys(sc.Workers)) {
+		wk := sc.Workers[name]
+		row("", "worker %s: rows %d, batches %d, in flight %d, lost %d", name, wk.Rows, wk.Batches, wk.InFlight, wk.Lost)
+	}
+	if len(sc.Metrics) > 0 {
+		label := "score metrics"
+		if sc.Phase != "done" {
+			label = "partial"
+		}
+		for _, k := range slices.Sorted(maps.Keys(sc.Metrics)) {
+			v := "null"
+			if p := sc.Metrics[k]; p != nil {
+				v = strconv.FormatFloat(*p, 'g', 6, 64)
+			}
+			row(label, "%s %s", k, v)
+			label = ""
+		}
+	}
 }
 
 // flatten turns nested JSON objects into dotted keys with printable

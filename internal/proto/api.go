@@ -46,6 +46,11 @@ type SubmitRequest struct {
 	// same id returns the job the first one created. Call sets one when it
 	// is empty.
 	RequestID string `json:"request_id,omitempty"`
+	// Score submits a scoring job (KindScore): the config's scoring
+	// section over scoring.data (default dataset.eval) with model.path and
+	// Adapter ("" scores the base model).
+	Score   bool   `json:"score,omitempty"`
+	Adapter string `json:"adapter,omitempty"`
 }
 
 // SubmitResult is the submitted (or resumed) job.
@@ -126,8 +131,10 @@ type StepStat struct {
 
 // JobInfo is a job as the API shows it.
 type JobInfo struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Kind is train or score.
+	Kind        string    `json:"kind,omitempty"`
 	Status      string    `json:"status"`
 	Error       string    `json:"error,omitempty"`
 	SubmittedAt time.Time `json:"submitted_at"`
@@ -162,6 +169,8 @@ type JobInfo struct {
 	// LastEval is the latest step followed by an evaluation
 	// (training.eval_every); only the status of one job carries it.
 	LastEval *StepStat `json:"last_eval,omitempty"`
+	// Score is the scoring phase of the job, if it has one.
+	Score *ScoreInfo `json:"score,omitempty"`
 }
 
 // Checkpoint is a saved checkpoint recorded by the coordinator.

@@ -98,6 +98,9 @@ type Assignment struct {
 	// Checkpoint is the latest recorded checkpoint; members whose state is
 	// older and find no member with newer state restore from it.
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+	// Score is set while the job is in its scoring phase: the worker scores
+	// batches of it instead of training.
+	Score *ScoreAssignment `json:"score,omitempty"`
 }
 
 // Group is the collective group name of a job (its id: one subject token).
