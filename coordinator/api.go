@@ -390,11 +390,16 @@ func (l *leader) complete(m *nats.Msg) (any, error) {
 		return proto.Empty{}, nil
 	}
 	l.flushStats()
-	if started, err := l.startScoring(j, rep); started || err != nil {
+	started, note, err := l.startScoring(j, rep)
+	if started || err != nil {
 		return proto.Empty{}, err
 	}
+	msg := fmt.Sprintf("%d steps, final loss %.4f, adapter %s", rep.Step, rep.Loss, rep.Adapter)
+	if note != "" {
+		msg += "; " + note
+	}
 	if _, err := l.s.apply(JobStatusType, JobStatusCmd{Job: j.ID, Status: proto.StatusCompleted, Adapter: rep.Adapter, Step: rep.Step,
-		Message: fmt.Sprintf("%d steps, final loss %.4f, adapter %s", rep.Step, rep.Loss, rep.Adapter), At: time.Now()}); err != nil {
+		Message: msg, At: time.Now()}); err != nil {
 		return nil, conflict(err)
 	}
 	l.s.log.Info("job completed", "job", j.ID, "adapter", rep.Adapter)
@@ -424,25 +429,26 @@ func (l *leader) announce(job string, epoch uint64) {
 
 // startScoring puts a training job whose config has scoring data in its
 // scoring phase with the final adapter, instead of completing it; its
-// members then score through the same fan-out as a scoring job.
-func (l *leader) startScoring(j *Job, rep proto.CompleteReport) (bool, error) {
+// members then score through the same fan-out as a scoring job. When the
+// leader cannot plan it (the data file is not where it looks), the job
+// completes anyway: training succeeded, and note says why nothing was
+// scored.
+func (l *leader) startScoring(j *Job, rep proto.CompleteReport) (started bool, note string, err error) {
 	cfg, err := configs.Parse([]byte(j.ConfigYAML), "job.yaml", nil)
 	if err != nil || cfg.Scoring.Data == "" {
-		return false, nil
+		return false, "", nil
 	}
 	spec, err := PlanScore(cfg, rep.Adapter)
 	if err != nil {
-		// Training succeeded: fail only the scoring, visibly.
-		_, aerr := l.s.apply(JobStatusType, JobStatusCmd{Job: j.ID, Status: proto.StatusFailed, Adapter: rep.Adapter, Step: rep.Step,
-			Error: fmt.Sprintf("trained (adapter %s) but cannot score: %v", rep.Adapter, err), At: time.Now()})
-		return true, aerr
+		l.s.log.Warn("trained, but cannot score", "job", j.ID, "err", err)
+		return false, "not scored: " + err.Error(), nil
 	}
 	if _, err := l.s.apply(ScoreStartType, ScoreStartCmd{Job: j.ID, Step: rep.Step, Spec: spec, At: time.Now()}); err != nil {
-		return true, conflict(err)
+		return true, "", conflict(err)
 	}
 	l.s.log.Info("training done, scoring", "job", j.ID, "adapter", rep.Adapter, "batches", spec.Batches)
 	for _, m := range j.Epoch.Members {
 		_ = l.s.nc.Publish(proto.WakeSubject(m), nil)
 	}
-	return true, nil
+	return true, "", nil
 }
