@@ -86,6 +86,9 @@ func (l *leader) submit(m *nats.Msg) (_ any, err error) {
 			return nil, &proto.Error{Code: proto.CodeInvalid, Message: "scoring: " + err.Error(),
 				Hint: "the data file must be on a path the coordinators and the workers see"}
 		}
+		if req.ScoreOut != "" {
+			spec.Out = req.ScoreOut
+		}
 		cmd.Kind, cmd.Score, cmd.GlobalBatch = proto.KindScore, &spec, 1
 	}
 	res, err := l.s.apply(SubmitJobType, cmd)

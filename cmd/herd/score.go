@@ -1,18 +1,27 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/herdml/herd/configs"
+	"github.com/herdml/herd/internal/natsutil"
+	"github.com/herdml/herd/internal/proto"
 	"github.com/herdml/herd/internal/scorerun"
 	"github.com/herdml/herd/internal/torch"
 	"github.com/herdml/herd/model/hub"
+	"github.com/herdml/herd/scoring"
+	"github.com/herdml/herd/worker"
+	"github.com/herdml/herd/worker/torchengine"
 )
 
 func scoreCommand() *cli.Command {
@@ -21,7 +30,9 @@ func scoreCommand() *cli.Command {
 		Usage: "score a data set with a model and optional adapter; writes predictions.jsonl and metrics.json",
 		Description: "Single-node scoring: per-example loss (default), generation, or multiple choice. " +
 			"Without --config the rows are completion-format {\"id\", \"text\"}; with --config its dataset " +
-			"format and scoring section apply. predictions.jsonl follows the input order.",
+			"format and scoring section apply. predictions.jsonl follows the input order. Like `herd train`, it " +
+			"runs the cluster's path in one process: an in-process coordinator plans the batches and a worker " +
+			"scores them (its state lives in OUT/.herd while it runs); --direct scores in a plain loop instead.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "model directory or hub id"},
 			&cli.StringFlag{Name: "adapter", Usage: "PEFT adapter directory"},
@@ -31,6 +42,7 @@ func scoreCommand() *cli.Command {
 			setFlag,
 			&cli.StringFlag{Name: "task", Usage: "loss, generate, multiple_choice or classification (overrides scoring.task)"},
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or cuda:N"},
+			&cli.BoolFlag{Name: "direct", Usage: "score in a plain in-process loop, without the in-process coordinator"},
 		},
 		Action: func(c *cli.Context) error {
 			dir, err := hub.Resolve(c.String("model"), "")
@@ -62,10 +74,15 @@ func scoreCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			res, err := scorerun.Run(c.Context, scorerun.Options{
-				ModelDir: dir, AdapterDir: c.String("adapter"), Data: c.String("data"), Out: c.String("out"),
-				Config: cfg, Device: dev, Log: log,
-			})
+			var res scoring.Result
+			if c.Bool("direct") {
+				res, err = scorerun.Run(c.Context, scorerun.Options{
+					ModelDir: dir, AdapterDir: c.String("adapter"), Data: c.String("data"), Out: c.String("out"),
+					Config: cfg, Device: dev, Log: log,
+				})
+			} else {
+				res, err = scoreLocal(c.Context, cfg, c.String("adapter"), c.String("data"), c.String("out"), c.String("device"), log)
+			}
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
@@ -78,5 +95,103 @@ func scoreCommand() *cli.Command {
 				filepath.Join(c.String("out"), "predictions.jsonl"), filepath.Join(c.String("out"), "metrics.json"))
 			return nil
 		},
+	}
+}
+
+// scoreLocal runs `herd score` through the cluster's path in one process,
+// as `herd train` does: an in-process coordinator (state in out/.herd,
+// removed at the end) plans the batches and one in-process worker scores
+// them; the Merger writes out/predictions.jsonl and out/metrics.json.
+func scoreLocal(ctx context.Context, cfg *configs.Config, adapter, data, out, device string, log *slog.Logger) (scoring.Result, error) {
+	var err error
+	abs := func(p string) string {
+		if p == "" || err != nil {
+			return p
+		}
+		var a string
+		a, err = filepath.Abs(p)
+		return a
+	}
+	adapter, data, out = abs(adapter), abs(data), abs(out)
+	if err != nil {
+		return scoring.Result{}, err
+	}
+	cfg.Scoring.Data = data
+	cfg.OutputDir = out
+	cfg.Cluster.Workers, cfg.Cluster.MinWorkers, cfg.Cluster.MaxWorkers = 1, 1, 0
+	yaml, err := cfg.YAML()
+	if err != nil {
+		return scoring.Result{}, err
+	}
+	// The coordinator's state is this run's alone: a spool left by an
+	// interrupted run of the same plan is taken up by the Merger, not
+	// through raft.
+	state := filepath.Join(out, ".herd")
+	if err := os.RemoveAll(state); err != nil {
+		return scoring.Result{}, err
+	}
+	srv, err := startLocalCoord(state, false, cfg, nil, log)
+	if err != nil {
+		return scoring.Result{}, err
+	}
+	defer func() {
+		_ = srv.Close()
+		_ = os.RemoveAll(state)
+	}()
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	w, err := worker.New(worker.Config{ID: "local-0", Device: device, URL: srv.ClientURL(), Token: localToken,
+		NewEngine: torchengine.New, NewScorer: torchengine.NewScorer, Logger: log})
+	if err != nil {
+		cancel()
+		return scoring.Result{}, err
+	}
+	defer func() {
+		cancel()
+		wg.Wait()
+		w.Close()
+	}()
+	wg.Go(func() {
+		if err := w.Run(wctx); err != nil {
+			log.Error("worker", "err", err)
+		}
+	})
+	nc, err := dialCoord(srv.ClientURL(), natsutil.ConnectOptions{})
+	if err != nil {
+		return scoring.Result{}, err
+	}
+	defer nc.Close()
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	var sub proto.SubmitResult
+	err = proto.Call(sctx, nc, proto.SubjectSubmit, localToken,
+		proto.SubmitRequest{ConfigYAML: string(yaml), Name: "score", Score: true, Adapter: adapter, ScoreOut: out}, &sub)
+	scancel()
+	if err != nil {
+		return scoring.Result{}, fmt.Errorf("submit: %w", err)
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return scoring.Result{}, ctx.Err()
+		case <-tick.C:
+		}
+		j := srv.State().Jobs[sub.Job.ID]
+		if j == nil || !proto.Terminal(j.Status) {
+			continue
+		}
+		if j.Status != proto.StatusCompleted {
+			return scoring.Result{}, fmt.Errorf("scoring %s: %s", j.Status, j.Error)
+		}
+		var res scoring.Result
+		b, err := os.ReadFile(filepath.Join(out, scoring.MetricsFile))
+		if err == nil {
+			err = json.Unmarshal(b, &res)
+		}
+		if err != nil {
+			return scoring.Result{}, fmt.Errorf("read %s: %w", scoring.MetricsFile, err)
+		}
+		return res, nil
 	}
 }

@@ -51,6 +51,9 @@ type SubmitRequest struct {
 	// Adapter ("" scores the base model).
 	Score   bool   `json:"score,omitempty"`
 	Adapter string `json:"adapter,omitempty"`
+	// ScoreOut, with Score, is where predictions.jsonl and metrics.json
+	// go; default output_dir/scoring.
+	ScoreOut string `json:"score_out,omitempty"`
 }
 
 // SubmitResult is the submitted (or resumed) job.
