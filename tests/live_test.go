@@ -154,7 +154,8 @@ func (h handState) ClusterStatus(context.Context) (proto.ClusterInfo, error) {
 
 // TestLiveViewPage renders what a real cluster on this machine cannot
 // show cheaply: two ranks, the all-reduce share, an eval curve, a job
-// chosen by URL, and the banner of a coordinator that lost its leader.
+// chosen by URL, a scoring job with its metrics, and the banner of a
+// coordinator that lost its leader.
 func TestLiveViewPage(t *testing.T) {
 	chromium := findChromium(t)
 	st := coordinator.NewState()
@@ -174,6 +175,10 @@ func TestLiveViewPage(t *testing.T) {
 		}
 		st.Jobs[j.ID] = j
 	}
+	loss := 1.75
+	st.Jobs["job-3"] = &coordinator.Job{ID: "job-3", Name: "eval", Kind: proto.KindScore, Status: proto.StatusCompleted, SubmittedAt: t0.Add(time.Hour),
+		Score: &coordinator.ScoreState{ScoreSpec: coordinator.ScoreSpec{Data: "/d/eval.jsonl", Out: "/out/scoring", Batches: 10, Rows: 100},
+			Accepted: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, AcceptedRows: 100, Done: true, Metrics: map[string]*float64{"loss": &loss, "accuracy": nil}}}
 	srv := httptest.NewServer(live.NewHandler(handState{st}, nil))
 	defer srv.Close()
 	dom := runChromium(t, chromium, "--dump-dom", srv.URL+"/?job=job-1")
@@ -194,6 +199,22 @@ func TestLiveViewPage(t *testing.T) {
 	}
 	if strings.Contains(dom, `class="banner" hidden`) {
 		t.Error("the no-leader banner is hidden")
+	}
+	// A scoring job: its rows for progress, its metrics, no training curves.
+	score := runChromium(t, chromium, "--dump-dom", srv.URL+"/?job=job-3")
+	for _, want := range []string{
+		`data-job="job-3" data-status="completed"><td>job-3</td><td>eval</td><td><span class="badge completed">completed</span></td><td><span class="bar"><i style="width:100.0%"></i></span>100/100 rows</td>`,
+		`data-tile="score_rows"><div class="k">scored rows · 100%</div><div class="v">100/100</div>`,
+		`<h4>Metrics</h4>`,
+		`<tr data-metric="loss"><td>loss</td><td class="num">1.75</td></tr>`,
+		`<tr data-metric="accuracy"><td>accuracy</td><td class="num">null</td></tr>`,
+	} {
+		if !strings.Contains(score, want) {
+			t.Errorf("the scoring job's page lacks %s", want)
+		}
+	}
+	if strings.Contains(score, `data-chart="loss"`) || strings.Contains(score, `data-tile="step"`) {
+		t.Error("a scoring job's page shows training steps")
 	}
 	if t.Failed() {
 		t.Logf("DOM:\n%s", tail(dom, 6000))

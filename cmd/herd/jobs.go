@@ -204,28 +204,17 @@ func statusCommand() *cli.Command {
 			if c.NArg() > 1 {
 				return cli.Exit("status expects at most one argument, JOB", 2)
 			}
-			// The job is decoded twice: as a JobInfo, and for a "metrics"
-			// object that a newer coordinator may add.
-			var res struct {
-				Job     json.RawMessage    `json:"job"`
-				Cluster *proto.ClusterInfo `json:"cluster"`
-			}
+			var res proto.StatusResult
 			if err := apiCall(c, proto.SubjectStatus, proto.StatusRequest{Job: c.Args().First()}, &res); err != nil {
 				return err
 			}
 			w := c.App.Writer
-			if len(res.Job) > 0 {
-				var j proto.JobInfo
-				if err := json.Unmarshal(res.Job, &j); err != nil {
-					return cli.Exit(fmt.Sprintf("status: the coordinator's answer: %v", err), 1)
-				}
+			if j := res.Job; j != nil {
 				if c.Bool("json") {
 					j.ConfigYAML = ""
 					return printJSON(w, j)
 				}
-				var raw map[string]any
-				_ = json.Unmarshal(res.Job, &raw)
-				return live.WriteJob(w, &j, live.Metrics(raw))
+				return live.WriteJob(w, j)
 			}
 			if c.Bool("json") {
 				return printJSON(w, res.Cluster)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,8 +62,9 @@ func AllReduceShare(steps []proto.StepStat) (share float64, ok bool) {
 
 // WriteJob writes a job's status for a person at a terminal: status,
 // progress and ETA, loss with a sparkline of the recent steps, the latest
-// evaluation, throughput, group, checkpoints and metrics (see Metrics).
-func WriteJob(w io.Writer, j *proto.JobInfo, metrics map[string]any) error {
+// evaluation, throughput, group, checkpoints, and the scoring phase with
+// its metrics.
+func WriteJob(w io.Writer, j *proto.JobInfo) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "job %s (%s): %s\n", j.ID, j.Name, j.Status)
 	if j.Error != "" {
@@ -115,16 +115,6 @@ func WriteJob(w io.Writer, j *proto.JobInfo, metrics map[string]any) error {
 		cp := j.Checkpoints[n-1]
 		row("checkpoints", "%d, latest step %d: %s", n, cp.Step, cp.Path)
 	}
-	if len(metrics) > 0 {
-		flat := map[string]string{}
-		flatten("", metrics, flat)
-		keys := slices.Sorted(maps.Keys(flat))
-		label := "metrics"
-		for _, k := range keys {
-			row(label, "%s %s", k, flat[k])
-			label = ""
-		}
-	}
 	if j.Adapter != "" {
 		row("adapter", "%s", j.Adapter)
 	}
@@ -167,32 +157,4 @@ func writeScore(row func(label, format string, args ...any), sc *proto.ScoreInfo
 			label = ""
 		}
 	}
-}
-
-// flatten turns nested JSON objects into dotted keys with printable
-// values: numbers with 4 significant digits, everything else as JSON
-// would show it.
-func flatten(prefix string, m map[string]any, out map[string]string) {
-	for k, v := range m {
-		if prefix != "" {
-			k = prefix + "." + k
-		}
-		switch x := v.(type) {
-		case map[string]any:
-			flatten(k, x, out)
-		case float64:
-			out[k] = formatNumber(x)
-		case nil:
-			out[k] = "null"
-		default:
-			out[k] = fmt.Sprint(x)
-		}
-	}
-}
-
-func formatNumber(v float64) string {
-	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	}
-	return strconv.FormatFloat(v, 'g', 4, 64)
 }

@@ -25,7 +25,11 @@ func runningJob() *proto.JobInfo {
 
 func TestWriteJob(t *testing.T) {
 	var b strings.Builder
-	if err := WriteJob(&b, runningJob(), map[string]any{"accuracy": 0.912345, "eval": map[string]any{"loss": 1.5, "n": 200.0, "bleu": nil}}); err != nil {
+	j := runningJob()
+	loss := 1.25
+	j.Score = &proto.ScoreInfo{Phase: "scoring", Data: "/d/eval.jsonl", Out: "/out/scoring", RowsTotal: 100, RowsDone: 40,
+		BatchesTotal: 10, BatchesDone: 4, BatchesInFlight: 2, Metrics: map[string]*float64{"loss": &loss, "accuracy": nil}}
+	if err := WriteJob(&b, j); err != nil {
 		t.Fatal(err)
 	}
 	want := `job job-2 (tiny): running
@@ -35,11 +39,11 @@ func TestWriteJob(t *testing.T) {
   throughput   12345 tokens/s, 250 ms/step, all-reduce 20%
   group        epoch 3, world 2 [b a], data epoch 2, restarts 1, global batch 8
   checkpoints  2, latest step 40: /out/checkpoints/step-40
-  metrics      accuracy 0.9123
-               eval.bleu null
-               eval.loss 1.5
-               eval.n 200
   output       /out
+  scoring      scoring: /d/eval.jsonl → /out/scoring
+               rows 40/100, batches 4/10 done, 2 in flight, 0 retried, 0 duplicates dropped
+  partial      accuracy null
+               loss 1.25
 `
 	if got := b.String(); got != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
@@ -49,7 +53,7 @@ func TestWriteJob(t *testing.T) {
 func TestWriteJobQueuedAndFailed(t *testing.T) {
 	var b strings.Builder
 	j := &proto.JobInfo{ID: "job-1", Name: "x", Status: proto.StatusQueued, TotalSteps: 10, OutputDir: "/o"}
-	if err := WriteJob(&b, j, nil); err != nil {
+	if err := WriteJob(&b, j); err != nil {
 		t.Fatal(err)
 	}
 	// Nothing to say about loss, speed or time yet.
@@ -61,7 +65,7 @@ func TestWriteJobQueuedAndFailed(t *testing.T) {
 	b.Reset()
 	j = runningJob()
 	j.Status, j.Error, j.Adapter = proto.StatusFailed, "restart budget spent", ""
-	if err := WriteJob(&b, j, nil); err != nil {
+	if err := WriteJob(&b, j); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(b.String(), "  error        restart budget spent\n") || strings.Contains(b.String(), "ETA") {

@@ -92,18 +92,20 @@ function renderJobs(v) {
   if (v.jobs.length === 0) return fill("jobs", h("p", { class: "empty" }, "no jobs yet: herd submit CONFIG"));
   const cur = v.selected ? v.selected.id : "";
   const rows = v.jobs.slice().reverse().map((j) => {
-    const pct = j.total_steps > 0 ? Math.min(100, (100 * j.step) / j.total_steps) : 0;
+    // A scoring job's progress is its rows.
+    const [done, total] = j.kind === "score" && j.score ? [j.score.rows_done, j.score.rows_total] : [j.step, j.total_steps];
+    const pct = total > 0 ? Math.min(100, (100 * done) / total) : 0;
     return h("tr", { class: j.id === cur ? "sel" : "", "data-job": j.id, "data-status": j.status,
       onclick: () => { selected = j.id; history.replaceState(null, "", "?job=" + encodeURIComponent(j.id)); refresh(); } },
       h("td", null, j.id),
       h("td", null, j.name),
       h("td", null, badge(j.status)),
-      h("td", null, h("span", { class: "bar" }, h("i", { style: "width:" + pct.toFixed(1) + "%" })), j.step + "/" + j.total_steps),
+      h("td", null, h("span", { class: "bar" }, h("i", { style: "width:" + pct.toFixed(1) + "%" })), done + "/" + total + (j.kind === "score" ? " rows" : "")),
       h("td", { class: "num" }, j.step > 0 ? fmtLoss(j.loss) : "–"),
       h("td", { class: "num" }, fmtRate(j.tokens_per_sec)),
       h("td", { class: "num" }, (j.members || []).length));
   });
-  fill("jobs", table([["job"], ["name"], ["status"], ["step"], ["loss", "num"], ["tok/s", "num"], ["world", "num"]], rows));
+  fill("jobs", table([["job"], ["name"], ["status"], ["progress"], ["loss", "num"], ["tok/s", "num"], ["world", "num"]], rows));
 }
 
 // niceStep returns a round tick spacing (1, 2 or 5 × 10^k) for about n
@@ -192,20 +194,33 @@ function renderJob(v) {
   const j = v.selected;
   const sec = document.getElementById("job");
   if (!j) return sec.replaceChildren(h("h2", null, "Job"), h("p", { class: "empty" }, "no job to show"));
-  const pct = j.total_steps > 0 ? " · " + Math.floor((100 * j.step) / j.total_steps) + "%" : "";
-  const tiles = [
-    tile("step" + pct, j.step + "/" + j.total_steps, "step"),
-    tile("loss", j.step > 0 ? fmtLoss(j.loss) : "–", "loss"),
-    tile("tokens/s", fmtRate(j.tokens_per_sec), "tokens_per_sec"),
-    tile("ETA", j.eta_s === undefined ? "–" : fmtDur(j.eta_s), "eta"),
-  ];
-  if (j.last_eval) tiles.push(tile("eval loss · step " + j.last_eval.step, fmtLoss(j.last_eval.eval_loss), "eval"));
-  if (j.allreduce_share !== undefined) tiles.push(tile("all-reduce share", (100 * j.allreduce_share).toFixed(0) + "%", "allreduce"));
+  // A scoring job has no training steps: its tiles are its scoring
+  // phase's; a training job that scores after its last step shows both.
+  const training = j.kind !== "score";
+  const tiles = [];
+  if (training) {
+    const pct = j.total_steps > 0 ? " · " + Math.floor((100 * j.step) / j.total_steps) + "%" : "";
+    tiles.push(
+      tile("step" + pct, j.step + "/" + j.total_steps, "step"),
+      tile("loss", j.step > 0 ? fmtLoss(j.loss) : "–", "loss"),
+      tile("tokens/s", fmtRate(j.tokens_per_sec), "tokens_per_sec"),
+      tile("ETA", j.eta_s === undefined ? "–" : fmtDur(j.eta_s), "eta"));
+    if (j.last_eval) tiles.push(tile("eval loss · step " + j.last_eval.step, fmtLoss(j.last_eval.eval_loss), "eval"));
+    if (j.allreduce_share !== undefined) tiles.push(tile("all-reduce share", (100 * j.allreduce_share).toFixed(0) + "%", "allreduce"));
+  }
+  const sc = j.score;
+  if (sc) {
+    const pct = sc.rows_total > 0 ? " · " + Math.floor((100 * sc.rows_done) / sc.rows_total) + "%" : "";
+    tiles.push(
+      tile("scored rows" + pct, sc.rows_done + "/" + sc.rows_total, "score_rows"),
+      tile("batches", sc.batches_done + "/" + sc.batches_total, "score_batches"),
+      tile("scoring", sc.phase, "score_phase"));
+  }
   tiles.push(
     tile("world", (j.members || []).length, "world"),
-    tile("group epoch", j.epoch, "epoch"),
-    tile("data epoch", j.data_epoch, "data_epoch"),
-    tile("restarts", j.restarts, "restarts"));
+    tile("group epoch", j.epoch, "epoch"));
+  if (training) tiles.push(tile("data epoch", j.data_epoch, "data_epoch"));
+  tiles.push(tile("restarts", j.restarts, "restarts"));
   const cps = j.checkpoints || [];
   const cpBox = h("div", null, h("h4", null, "Checkpoints (" + cps.length + ")"),
     cps.length === 0 ? h("p", { class: "empty" }, "none yet") :
@@ -213,7 +228,7 @@ function renderJob(v) {
         h("tr", null, h("td", { class: "num" }, c.step), h("td", null, fmtTime(c.time)), h("td", { class: "path" }, c.path)))));
   const side = [cpBox];
   if (j.metrics) {
-    side.push(h("div", null, h("h4", null, "Metrics"), table([["metric"], ["value", "num"]],
+    side.push(h("div", null, h("h4", null, sc && sc.phase !== "done" ? "Metrics (partial)" : "Metrics"), table([["metric"], ["value", "num"]],
       flatten("", j.metrics, []).sort((a, b) => a[0].localeCompare(b[0])).map(([k, val]) =>
         h("tr", { "data-metric": k }, h("td", null, k), h("td", { class: "num" }, fmtNum(val)))))));
   }
@@ -226,7 +241,7 @@ function renderJob(v) {
       h("span", { class: "dim" }, (j.members || []).join(" "))),
     j.error ? h("p", { class: "error" }, j.error) : "",
     h("div", { class: "tiles" }, tiles),
-    h("div", { class: "charts" },
+    !training ? "" : h("div", { class: "charts" },
       chart("loss", "Loss", [
         { name: "loss", label: "train", points: j.loss_series, color: "#2f6fdf" },
         { name: "eval", label: "eval", points: j.eval_series, color: "#e0662b" },
