@@ -82,7 +82,7 @@ function renderWorkers(v) {
       h("td", null, w.id),
       h("td", null, w.device),
       h("td", null, health),
-      h("td", null, w.job ? w.job + " #" + w.rank : w.state || "idle"),
+      h("td", null, w.job ? w.job + (w.rank >= 0 ? " #" + w.rank : "") : w.state || "idle"),
       h("td", { class: "num" }, w.step || ""));
   });
   fill("workers", table([["id"], ["device"], ["health"], ["job #rank"], ["step", "num"]], rows));
