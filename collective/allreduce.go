@@ -412,6 +412,7 @@ func (c *call) accept(f frame, msg *Msg) error {
 		c.agLeft--
 		off := tab.off[f.chunk]
 		decodeSet(m.enc, c.buf[off:off+f.count], msg.Data)
+		msg.release()
 	}
 	return nil
 }
@@ -445,6 +446,7 @@ func (c *call) advance(i int) error {
 			} else {
 				decodeAdd(m.enc, acc, msg.Data)
 			}
+			msg.release()
 		}
 		c.next[i]++
 	}

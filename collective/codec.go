@@ -118,8 +118,11 @@ func encode(e encoding, dst []byte, src []float32) []byte {
 		if u, ok := bytesU16(dst); ok {
 			u = u[:len(src)]
 			if e == encBF16 {
-				for i, x := range src {
-					u[i] = F32ToBF16(x)
+				for i := simd16(len(src)); i < len(src); i++ {
+					u[i] = F32ToBF16(src[i])
+				}
+				if n := simd16(len(src)); n > 0 {
+					bf16EncX(&u[0], &src[0], n)
 				}
 			} else {
 				for i, x := range src {
@@ -152,8 +155,12 @@ func decodeSet(e encoding, dst []float32, src []byte) {
 		if u, ok := bytesU16(src[:2*len(dst)]); ok {
 			u = u[:len(dst)]
 			if e == encBF16 {
-				for i, h := range u {
-					dst[i] = math.Float32frombits(uint32(h) << 16)
+				n := simd16(len(u))
+				if n > 0 {
+					bf16SetX(&dst[0], &u[0], n)
+				}
+				for i := n; i < len(u); i++ {
+					dst[i] = math.Float32frombits(uint32(u[i]) << 16)
 				}
 			} else {
 				t := f16Table
@@ -194,8 +201,12 @@ func decodeAdd(e encoding, dst []float32, src []byte) {
 		if u, ok := bytesU16(src[:2*len(dst)]); ok {
 			u = u[:len(dst)]
 			if e == encBF16 {
-				for i, h := range u {
-					dst[i] += math.Float32frombits(uint32(h) << 16)
+				n := simd16(len(u))
+				if n > 0 {
+					bf16AddX(&dst[0], &u[0], n)
+				}
+				for i := n; i < len(u); i++ {
+					dst[i] += math.Float32frombits(uint32(u[i]) << 16)
 				}
 			} else {
 				t := f16Table
@@ -233,7 +244,10 @@ func decodeAdd(e encoding, dst []float32, src []byte) {
 // addF32 sets dst[i] += src[i].
 func addF32(dst, src []float32) {
 	src = src[:len(dst)]
-	i := 0
+	i := simd16(len(dst))
+	if i > 0 {
+		addF32X(&dst[0], &src[0], i)
+	}
 	for ; i+8 <= len(dst); i += 8 {
 		d := dst[i : i+8 : i+8]
 		s := src[i : i+8 : i+8]
@@ -251,13 +265,17 @@ func addF32(dst, src []float32) {
 	}
 }
 
-// localSet sets dst[i] = q(src[i]).
+// localSet sets dst[i] = q(src[i]). dst may alias src.
 func localSet(e encoding, dst, src []float32) {
 	src = src[:len(dst)]
 	switch e {
 	case encBF16:
-		for i, x := range src {
-			dst[i] = math.Float32frombits(uint32(F32ToBF16(x)) << 16)
+		n := simd16(len(dst))
+		if n > 0 {
+			bf16QSetX(&dst[0], &src[0], n)
+		}
+		for i := n; i < len(dst); i++ {
+			dst[i] = math.Float32frombits(uint32(F32ToBF16(src[i])) << 16)
 		}
 	case encF16:
 		t := f16Table
@@ -274,8 +292,12 @@ func localAdd(e encoding, dst, src []float32) {
 	src = src[:len(dst)]
 	switch e {
 	case encBF16:
-		for i, x := range src {
-			dst[i] += math.Float32frombits(uint32(F32ToBF16(x)) << 16)
+		n := simd16(len(dst))
+		if n > 0 {
+			bf16QAddX(&dst[0], &src[0], n)
+		}
+		for i := n; i < len(dst); i++ {
+			dst[i] += math.Float32frombits(uint32(F32ToBF16(src[i])) << 16)
 		}
 	case encF16:
 		t := f16Table
@@ -300,8 +322,12 @@ func encodeKeep(e encoding, dst []byte, src, out []float32) []byte {
 	}
 	u = u[:len(src)]
 	if e == encBF16 {
-		for i, x := range src {
-			h := F32ToBF16(x)
+		n := simd16(len(src))
+		if n > 0 {
+			bf16EncKeepX(&u[0], &src[0], &out[0], n)
+		}
+		for i := n; i < len(src); i++ {
+			h := F32ToBF16(src[i])
 			u[i] = h
 			out[i] = math.Float32frombits(uint32(h) << 16)
 		}
@@ -314,6 +340,15 @@ func encodeKeep(e encoding, dst []byte, src, out []float32) []byte {
 		}
 	}
 	return dst
+}
+
+// simd16 is how many of n elements the vector kernels handle (a multiple
+// of 16; 0 when there are none for this CPU).
+func simd16(n int) int {
+	if !useSIMD {
+		return 0
+	}
+	return n &^ 15
 }
 
 // canonicalNaN is the NaN every NaN result is replaced with.

@@ -11,6 +11,21 @@ type Msg struct {
 	// Data is owned by the receiver but may be shared with other
 	// receivers of the same message: treat it as read-only.
 	Data []byte
+
+	// pooled is the transport's buffer behind Data, returned to its pool
+	// (size class class) by release once the member is done with Data.
+	pooled []byte
+	class  int
+}
+
+// release hands the message's buffer back to the transport's pool (if it
+// has one). Data must not be used afterwards.
+func (m *Msg) release() {
+	if m.pooled != nil {
+		b := m.pooled
+		m.pooled, m.Data = nil, nil
+		putBuf(b, m.class)
+	}
 }
 
 // Subscription is an active subscription.
