@@ -91,6 +91,7 @@ func benchAllReduceCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-payload", Value: 8 << 20, Usage: "max_payload of the embedded server"},
 			&cli.StringFlag{Name: "algorithm", Value: "auto", Usage: "auto, rsag or direct"},
 			&cli.StringFlag{Name: "compression", Value: "none", Usage: "none, bf16 or fp16"},
+			&cli.StringFlag{Name: "transport", Usage: "members' NATS client: raw (collective's own) or nats (nats.go); default raw unless TLS, nkeys or creds are configured"},
 			&cli.IntFlag{Name: "chunk-bytes", Usage: "bytes per message (0: default, capped by max_payload)"},
 			&cli.IntFlag{Name: "iters", Value: 20, Usage: "timed calls"},
 			&cli.IntFlag{Name: "warmup", Value: 3, Usage: "untimed calls first"},
@@ -102,7 +103,7 @@ func benchAllReduceCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			o := bench.Options{
 				Workers: c.Int("workers"), SizeBytes: c.Int64("size"), NATSURL: c.String("nats"),
-				MaxPayload: int32(c.Int("max-payload")), Algorithm: c.String("algorithm"), Compression: c.String("compression"),
+				MaxPayload: int32(c.Int("max-payload")), Algorithm: c.String("algorithm"), Compression: c.String("compression"), Transport: c.String("transport"),
 				ChunkBytes: c.Int("chunk-bytes"), Iters: c.Int("iters"), Warmup: c.Int("warmup"), Timeout: c.Duration("timeout"),
 				KillRank: c.Int("kill-rank"), KillAfter: c.Int("kill-after"),
 			}

@@ -24,8 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/herdml/herd/collective"
 	"github.com/herdml/herd/internal/natsutil"
 )
@@ -58,6 +56,11 @@ type Options struct {
 	Iters, Warmup int
 	// Timeout is collective.Config.Timeout. Default 60s.
 	Timeout time.Duration
+	// Transport is the members' NATS client: "raw" (collective's own
+	// minimal client, RawNATSTransport: plain TCP, user/password or token),
+	// "nats" (nats.go, NATSTransport: also TLS, nkeys, creds) or "" (auto:
+	// raw unless Connect asks for TLS, nkeys or creds).
+	Transport string
 	// Echo keeps NATS echo on for the members' connections (by default
 	// they are opened with NoEcho, one connection per member).
 	Echo bool
@@ -91,6 +94,7 @@ type Result struct {
 	SizeBytes   int64  `json:"size_bytes"`
 	Algorithm   string `json:"algorithm"` // effective for this size
 	Compression string `json:"compression"`
+	Transport   string `json:"transport"` // raw or nats
 	ChunkBytes  int    `json:"chunk_bytes"`
 	MaxPayload  int    `json:"max_payload"`
 	Iters       int    `json:"iters"`
@@ -161,6 +165,11 @@ func (o *Options) defaults() error {
 	if o.KillAfter > 0 && (o.KillRank < 0 || o.KillRank >= o.Workers) {
 		errs = append(errs, fmt.Errorf("bench: KillRank: %d out of range 0..%d", o.KillRank, o.Workers-1))
 	}
+	switch o.Transport {
+	case "", "raw", "nats":
+	default:
+		errs = append(errs, fmt.Errorf("bench: Transport: %q is not raw, nats or empty", o.Transport))
+	}
 	if len(o.Exec) == 0 && o.Exec != nil {
 		errs = append(errs, errors.New("bench: Exec: empty argv"))
 	}
@@ -201,6 +210,7 @@ type spec struct {
 	SmallThreshold int                     `json:"small_threshold"`
 	Timeout        time.Duration           `json:"timeout"`
 	NoEcho         bool                    `json:"no_echo"`
+	Transport      string                  `json:"transport"`
 }
 
 // event is one line a member reports: "joined", "iter" (a timed call
@@ -247,12 +257,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		SmallThreshold: o.SmallThreshold,
 		Timeout:        o.Timeout,
 		NoEcho:         !o.Echo,
+		Transport:      transportFor(o),
 	}
 	res := &Result{
 		Impl:        "herd",
 		Workers:     o.Workers,
 		SizeBytes:   o.SizeBytes,
 		Compression: o.Compression,
+		Transport:   base.Transport,
 		Iters:       o.Iters,
 		Ranks:       make([]RankResult, o.Workers),
 	}
@@ -291,19 +303,31 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
+// transportFor resolves Options.Transport.
+func transportFor(o Options) string {
+	if o.Transport != "" {
+		return o.Transport
+	}
+	c := o.Connect
+	if c.NkeySeedFile != "" || c.CredsFile != "" || c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" || c.TLSInsecureSkipVerify {
+		return "nats"
+	}
+	return "raw"
+}
+
 func runInProcess(ctx context.Context, o Options, base spec, out []RankResult) error {
 	var wg sync.WaitGroup
 	for r := range out {
 		s := base
 		s.Rank = r
 		wg.Go(func() {
-			var onIter func(int, *nats.Conn)
+			var onIter func(int, func())
 			if o.KillAfter > 0 && r == o.KillRank {
-				onIter = func(k int, nc *nats.Conn) {
+				onIter = func(k int, closeConn func()) {
 					if k == o.KillAfter {
 						go func() {
 							time.Sleep(time.Millisecond)
-							nc.Close()
+							closeConn()
 						}()
 					}
 				}
@@ -435,7 +459,7 @@ func Member(ctx context.Context, in io.Reader, out io.Writer) error {
 // runMember connects, joins, checks one result against the oracle, warms
 // up and times s.Iters calls. onIter (in-process fault injection) runs as
 // timed call k starts.
-func runMember(ctx context.Context, s spec, emit func(event), onIter func(k int, nc *nats.Conn)) RankResult {
+func runMember(ctx context.Context, s spec, emit func(event), onIter func(k int, closeConn func())) RankResult {
 	res := RankResult{Rank: s.Rank}
 	fail := func(err error) RankResult {
 		res.Error = err.Error()
@@ -444,11 +468,11 @@ func runMember(ctx context.Context, s spec, emit func(event), onIter func(k int,
 	co := s.Connect
 	co.Name = fmt.Sprintf("%s-rank%d", s.Group, s.Rank)
 	co.NoEcho = s.NoEcho
-	nc, err := natsutil.Connect(s.URL, co)
+	t, closeConn, err := dial(s, co)
 	if err != nil {
 		return fail(err)
 	}
-	defer nc.Close()
+	defer closeConn()
 	cfg := collective.DefaultConfig()
 	cfg.Algorithm = collective.Algorithm(s.Algorithm)
 	cfg.Compression = collective.Compression(s.Compression)
@@ -459,7 +483,7 @@ func runMember(ctx context.Context, s spec, emit func(event), onIter func(k int,
 	if s.SmallThreshold != 0 {
 		cfg.SmallThreshold = s.SmallThreshold
 	}
-	m, err := collective.Join(ctx, collective.NewNATSTransport(nc), s.Group, 1, s.Rank, s.Workers, cfg)
+	m, err := collective.Join(ctx, t, s.Group, 1, s.Rank, s.Workers, cfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -502,7 +526,7 @@ func runMember(ctx context.Context, s spec, emit func(event), onIter func(k int,
 	for k := 1; k <= s.Iters; k++ {
 		emit(event{Event: "iter", Iter: k})
 		if onIter != nil {
-			onIter(k, nc)
+			onIter(k, closeConn)
 		}
 		if err := call(buf, collective.Mean); err != nil {
 			return fail(err)
@@ -515,6 +539,25 @@ func runMember(ctx context.Context, s spec, emit func(event), onIter func(k int,
 		}
 	}
 	return res
+}
+
+// dial opens the member's connection with the transport s asks for.
+func dial(s spec, co natsutil.ConnectOptions) (collective.Transport, func(), error) {
+	if s.Transport == "nats" {
+		nc, err := natsutil.Connect(s.URL, co)
+		if err != nil {
+			return nil, nil, err
+		}
+		return collective.NewNATSTransport(nc), nc.Close, nil
+	}
+	t, err := collective.DialRawNATS(s.URL, collective.RawNATSOptions{
+		Name: co.Name, User: co.User, Password: co.Password, Token: co.Token,
+		NoEcho: co.NoEcho, DialTimeout: co.Timeout, WriteTimeout: co.WriteTimeout,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, func() { _ = t.Close() }, nil
 }
 
 // check compares the checked call's result with q(Σ_r q(x_r)).

@@ -57,6 +57,7 @@ func fakeCLI(cmd string, args []string) int {
 		maxPayload := fs.Int("max-payload", 0, "embedded server max_payload bytes")
 		fs.StringVar(&o.Algorithm, "algorithm", "auto", "auto|rsag|direct")
 		fs.StringVar(&o.Compression, "compression", "none", "none|bf16|fp16")
+		fs.StringVar(&o.Transport, "transport", "", "raw|nats (default: raw unless TLS/nkeys/creds)")
 		fs.IntVar(&o.ChunkBytes, "chunk-bytes", 0, "bytes per message")
 		fs.IntVar(&o.Iters, "iters", 20, "timed calls")
 		fs.IntVar(&o.Warmup, "warmup", 3, "untimed calls")
