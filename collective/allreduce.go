@@ -459,10 +459,7 @@ func (c *call) advance(i int) error {
 func (c *call) finish(g int, acc []float32) error {
 	m := c.m
 	c.ownLeft--
-	if c.op == Mean {
-		divide(acc, m.size)
-	}
-	canonNaN(acc)
+	finishChunk(acc, c.op, m.size)
 	if !c.rsag {
 		localSet(m.enc, acc, acc) // q, in place; copied to the buffer at the end
 		return nil

@@ -366,6 +366,28 @@ func canonNaN(dst []float32) {
 	}
 }
 
+// finishChunk applies the op to a reduced chunk and canonicalizes NaNs:
+// divide (Mean) then canonNaN, in one vector pass where there is one.
+func finishChunk(dst []float32, op Op, n int) {
+	k := simd16(len(dst))
+	if k > 0 {
+		mode, d := 0, float32(1)
+		if op == Mean {
+			if n&(n-1) == 0 {
+				mode, d = 1, 1/float32(n)
+			} else {
+				mode, d = 2, float32(n)
+			}
+		}
+		finishX(&dst[0], k, d, mode)
+	}
+	tail := dst[k:]
+	if op == Mean {
+		divide(tail, n)
+	}
+	canonNaN(tail)
+}
+
 // divide sets dst[i] /= n. Not inlined, so that a constant n of 1 is
 // still a division (which quiets signalling NaNs, as the reference does).
 //

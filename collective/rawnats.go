@@ -316,21 +316,32 @@ func (t *RawNATSTransport) Subscribe(subject string, ch chan<- *Msg) (Subscripti
 }
 
 type rawSub struct {
-	t      *RawNATSTransport
-	sid    uint64
-	ch     chan<- *Msg
-	mu     sync.Mutex
-	queue  []*Msg
-	wake   chan struct{}
-	once   sync.Once
-	done   chan struct{}
-	exited chan struct{}
+	t        *RawNATSTransport
+	sid      uint64
+	ch       chan<- *Msg
+	mu       sync.Mutex
+	queue    []*Msg
+	inflight bool // deliver holds messages not yet in ch
+	wake     chan struct{}
+	once     sync.Once
+	done     chan struct{}
+	exited   chan struct{}
 	// last subject seen, to reuse its string
 	lastSubj string
 }
 
+// push queues m for delivery. While nothing is queued or being delivered
+// it hands m to ch directly when ch has room (saving a goroutine switch).
 func (s *rawSub) push(m *Msg) {
 	s.mu.Lock()
+	if !s.inflight && len(s.queue) == 0 {
+		select {
+		case s.ch <- m:
+			s.mu.Unlock()
+			return
+		default:
+		}
+	}
 	s.queue = append(s.queue, m)
 	s.mu.Unlock()
 	select {
@@ -344,7 +355,18 @@ func (s *rawSub) deliver() {
 	var batch []*Msg
 	for {
 		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.inflight = false
+			s.mu.Unlock()
+			select {
+			case <-s.wake:
+				continue
+			case <-s.done:
+				return
+			}
+		}
 		batch, s.queue = s.queue, batch[:0]
+		s.inflight = true
 		s.mu.Unlock()
 		for i, m := range batch {
 			batch[i] = nil
@@ -353,11 +375,6 @@ func (s *rawSub) deliver() {
 			case <-s.done:
 				return
 			}
-		}
-		select {
-		case <-s.wake:
-		case <-s.done:
-			return
 		}
 	}
 }
@@ -494,7 +511,9 @@ func (t *RawNATSTransport) readOne() error {
 			return fmt.Errorf("%w: message not terminated by CRLF", errRawProto)
 		}
 		if s == nil {
-			putBuf(buf, pool)
+			if pool >= 0 {
+				putBuf(buf, pool)
+			}
 			return nil // unsubscribed
 		}
 		m := &Msg{Subject: subj, Data: buf[hdrLen:total:total]}

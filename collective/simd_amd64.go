@@ -29,6 +29,9 @@ func bf16QAddX(dst, src *float32, n int)
 //go:noescape
 func bf16QSetX(dst, src *float32, n int)
 
+//go:noescape
+func finishX(dst *float32, n int, d float32, mode int)
+
 // hasAVX2: CPUID says AVX2 and the OS saves the YMM registers.
 var hasAVX2 = func() bool {
 	maxID, _, _, _ := cpuid(0, 0)

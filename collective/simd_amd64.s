@@ -240,3 +240,42 @@ bf16qsetloop:
 bf16qsetdone:
 	VZEROUPPER
 	RET
+
+// func finishX(dst *float32, n int, d float32, mode int)
+// mode 0: dst[i] = canon(dst[i]); 1: canon(dst[i] * d); 2: canon(dst[i] / d),
+// where canon replaces NaN with 0x7fc00000.
+TEXT ·finishX(SB), NOSPLIT, $0-32
+	MOVQ    dst+0(FP), DI
+	MOVQ    n+8(FP), CX
+	VBROADCASTSS d+16(FP), Y10
+	MOVQ    mode+24(FP), DX
+	MOVL    $0x7fc00000, AX
+	VMOVD   AX, X11
+	VPBROADCASTD X11, Y11
+	SHRQ    $4, CX
+	JZ      finishdone
+finishloop:
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	CMPQ    DX, $1
+	JB      finishcanon
+	JE      finishmul
+	VDIVPS  Y10, Y0, Y0
+	VDIVPS  Y10, Y1, Y1
+	JMP     finishcanon
+finishmul:
+	VMULPS  Y10, Y0, Y0
+	VMULPS  Y10, Y1, Y1
+finishcanon:
+	VCMPPS  $3, Y0, Y0, Y2
+	VCMPPS  $3, Y1, Y1, Y3
+	VBLENDVPS Y2, Y11, Y0, Y0
+	VBLENDVPS Y3, Y11, Y1, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ    $64, DI
+	DECQ    CX
+	JNZ     finishloop
+finishdone:
+	VZEROUPPER
+	RET

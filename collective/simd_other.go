@@ -13,3 +13,4 @@ func bf16EncX(dst *uint16, src *float32, n int)          { panic("unreachable") 
 func bf16EncKeepX(dst *uint16, src, out *float32, n int) { panic("unreachable") }
 func bf16QAddX(dst, src *float32, n int)                 { panic("unreachable") }
 func bf16QSetX(dst, src *float32, n int)                 { panic("unreachable") }
+func finishX(dst *float32, n int, d float32, mode int)   { panic("unreachable") }

@@ -109,3 +109,30 @@ func exactDiff(a, b []float32) int {
 	}
 	return -1
 }
+
+// TestFinishChunkMatchesScalar: the vector divide/multiply and NaN
+// canonicalization give the scalar bits, for Sum and Mean and group sizes
+// that are and are not powers of two.
+func TestFinishChunkMatchesScalar(t *testing.T) {
+	if !useSIMD {
+		t.Skip("no vector kernels on this machine")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{0, 5, 16, 33, 1000} {
+		for _, size := range []int{1, 2, 3, 4, 6, 7, 8} {
+			for _, op := range []Op{Sum, Mean} {
+				src := randomBits(rng, n)
+				want := append([]float32(nil), src...)
+				if op == Mean {
+					divide(want, size)
+				}
+				canonNaN(want)
+				got := append([]float32(nil), src...)
+				finishChunk(got, op, size)
+				if i := exactDiff(got, want); i >= 0 {
+					t.Fatalf("n=%d size=%d %v: [%d] of %#08x: %#08x, want %#08x", n, size, op, i, math.Float32bits(src[i]), math.Float32bits(got[i]), math.Float32bits(want[i]))
+				}
+			}
+		}
+	}
+}
