@@ -69,6 +69,9 @@ func fakeCLI(cmd string, args []string) int {
 			return 2
 		}
 		o.MaxPayload = int32(*maxPayload)
+		if env := os.Getenv("HERD_BENCH_MEMBER_ENV"); env != "" {
+			o.Env = strings.Fields(env) // e.g. "GOMAXPROCS=1 GOGC=400"
+		}
 		if !*inProcess {
 			exe, err := os.Executable()
 			if err != nil {
