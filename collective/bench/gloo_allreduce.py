@@ -78,8 +78,21 @@ def main():
     for proc in procs:
         proc.start()
     times, errors = [], []
-    for _ in procs:
-        rank, t, err = queue.get(timeout=600)
+    deadline = time.monotonic() + 600
+    got = 0
+    while got < len(procs):
+        try:
+            rank, t, err = queue.get(timeout=1)
+        except Exception:  # queue.Empty: check that every worker is still alive
+            dead = [r for r, proc in enumerate(procs) if proc.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                for proc in procs:
+                    proc.kill()
+                why = f"workers {dead} died" if dead else "timed out"
+                print(f"gloo_allreduce: {why} (e.g. the rendezvous port was taken)", file=sys.stderr)
+                sys.exit(1)
+            continue
+        got += 1
         if err:
             errors.append(f"rank {rank}: {err}")
         else:
