@@ -79,6 +79,9 @@ func fakeCLI(cmd string, args []string) int {
 				return 1
 			}
 			o.Exec = []string{exe, "bench", "allreduce-member"}
+			if n := os.Getenv("HERD_BENCH_MEMBER_NICE"); n != "" {
+				o.Exec = append([]string{"nice", "-n", n}, o.Exec...)
+			}
 		}
 		if dir := os.Getenv("HERD_BENCH_CPUPROFILE"); dir != "" {
 			f, err := os.CreateTemp(dir, "parent-*.prof")
