@@ -44,6 +44,7 @@ type RawNATSTransport struct {
 	nextSID    uint64
 	maxPayload int
 	err        error // why the connection ended
+	srvErr     error // the server's last -ERR
 
 	closed chan struct{}
 	once   sync.Once
@@ -209,13 +210,23 @@ func (t *RawNATSTransport) MaxPayload() int {
 	return t.maxPayload
 }
 
-// Close closes the connection and stops every subscription's delivery.
+// Close closes the connection and stops every subscription's delivery
+// goroutine.
 func (t *RawNATSTransport) Close() error {
 	t.once.Do(func() {
 		close(t.closed)
 		_ = t.conn.Close()
 	})
 	<-t.done
+	t.mu.Lock()
+	subs := make([]*rawSub, 0, len(t.subs))
+	for _, s := range t.subs {
+		subs = append(subs, s)
+	}
+	t.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
 	return nil
 }
 
@@ -400,6 +411,9 @@ func (t *RawNATSTransport) fail(err error) {
 	t.mu.Lock()
 	if t.err == nil {
 		t.err = err
+		if t.srvErr != nil {
+			t.err = fmt.Errorf("%w (after %w)", err, t.srvErr)
+		}
 	}
 	t.mu.Unlock()
 	_ = t.conn.Close()
@@ -421,7 +435,7 @@ func (t *RawNATSTransport) readLoop() {
 }
 
 // fields splits a protocol line's arguments (after the verb) in place.
-func fields(b []byte, out [][]byte) [][]byte {
+func protoFields(b []byte, out [][]byte) [][]byte {
 	out = out[:0]
 	for {
 		for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
@@ -439,7 +453,7 @@ func fields(b []byte, out [][]byte) [][]byte {
 	}
 }
 
-func atoi(b []byte) (int, bool) {
+func protoAtoi(b []byte) (int, bool) {
 	if len(b) == 0 || len(b) > 18 {
 		return 0, false
 	}
@@ -470,24 +484,24 @@ func (t *RawNATSTransport) readOne() error {
 	switch {
 	case string(verb) == "HMSG" || string(verb) == "MSG":
 		var argv [6][]byte
-		args := fields(line, argv[:0])
+		args := protoFields(line, argv[:0])
 		hdrLen, total := 0, 0
 		ok := true
 		switch {
 		case verb[0] == 'H' && (len(args) == 4 || len(args) == 5):
-			hdrLen, ok = atoi(args[len(args)-2])
+			hdrLen, ok = protoAtoi(args[len(args)-2])
 			if ok {
-				total, ok = atoi(args[len(args)-1])
+				total, ok = protoAtoi(args[len(args)-1])
 			}
 		case verb[0] == 'M' && (len(args) == 3 || len(args) == 4):
-			total, ok = atoi(args[len(args)-1])
+			total, ok = protoAtoi(args[len(args)-1])
 		default:
 			ok = false
 		}
 		if !ok || hdrLen > total {
 			return fmt.Errorf("%w: %q", errRawProto, line)
 		}
-		sid, ok := atoi(args[1])
+		sid, ok := protoAtoi(args[1])
 		if !ok {
 			return fmt.Errorf("%w: %q", errRawProto, line)
 		}
@@ -531,7 +545,7 @@ func (t *RawNATSTransport) readOne() error {
 		// Most errors are followed by the server closing the connection;
 		// the read then fails.
 		t.mu.Lock()
-		t.err = fmt.Errorf("collective: raw nats: server error %s", line)
+		t.srvErr = fmt.Errorf("collective: raw nats: server error %s", line)
 		t.mu.Unlock()
 	case string(verb) == "INFO":
 		var info rawInfo

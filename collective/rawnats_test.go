@@ -173,3 +173,64 @@ func TestRawNATSAuthAndErrors(t *testing.T) {
 		t.Fatalf("oversized publish: %v, want ErrMaxPayload", err)
 	}
 }
+
+// TestRawNATSCloseStopsSubscriptions: closing the transport ends every
+// subscription's delivery goroutine (goleak checks), and messages to a
+// subject nobody reads any more are dropped, not delivered.
+func TestRawNATSCloseStopsSubscriptions(t *testing.T) {
+	url := natsServer(t, 1<<20)
+	rs := rawConns(t, url, 2, true)
+	ch := make(chan *Msg, 1)
+	sub, err := rs[0].Subscribe("a.b", ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs[0].Subscribe("a.*", make(chan *Msg)); err != nil { // never read
+		t.Fatal(err)
+	}
+	// Once a probe from rs[1] arrives, the earlier subscriptions are
+	// registered too (the server handles one connection's SUBs in order).
+	probe := make(chan *Msg, 100)
+	if _, err := rs[0].Subscribe("probe", probe); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+probing:
+	for {
+		if err := rs[1].Publish("probe", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-probe:
+			break probing
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("probe not delivered")
+		}
+	}
+	big := make([]byte, 200<<10) // pooled size class
+	h := Header{"K": []string{"v"}}
+	for range 3 {
+		if err := rs[1].Publish("a.b", h, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case m := <-ch:
+		if len(m.Data) != len(big) || m.Header["K"][0] != "v" {
+			t.Fatalf("got %d bytes, header %v", len(m.Data), m.Header)
+		}
+		m.release()
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing delivered")
+	}
+	if err := sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	_ = rs[1].Publish("a.b", h, big) // to an unsubscribed sid or the unread one
+	_ = rs[0].Close()
+	if _, err := rs[0].Subscribe("x", ch); !errors.Is(err, ErrTransportClosed) {
+		t.Fatalf("subscribe after close: %v", err)
+	}
+}
