@@ -74,3 +74,18 @@ func (s *Server) ClusterStatus(ctx context.Context) (proto.ClusterInfo, error) {
 	}
 	return ci, fmt.Errorf("coordinator %s: cluster status from the leader: %w", s.cfg.ID, err)
 }
+
+// JobStatus returns a job as the leader's status API shows it: with its
+// recent steps and, while it scores, the leader's live scoring progress
+// (rate, ETA, per-worker shares, partial metrics), which raft does not
+// hold. It asks the leader over NATS, from any coordinator.
+func (s *Server) JobStatus(ctx context.Context, id string) (proto.JobInfo, error) {
+	var res proto.StatusResult
+	if err := proto.Call(ctx, s.nc, proto.SubjectStatus, s.cfg.Token, proto.StatusRequest{Job: id}, &res); err != nil {
+		return proto.JobInfo{}, fmt.Errorf("coordinator %s: status of %s from the leader: %w", s.cfg.ID, id, err)
+	}
+	if res.Job == nil {
+		return proto.JobInfo{}, fmt.Errorf("coordinator %s: the leader's status reply holds no job %s", s.cfg.ID, id)
+	}
+	return *res.Job, nil
+}

@@ -146,6 +146,9 @@ type handState struct{ st *coordinator.State }
 func (h handState) ID() string                { return "c1" }
 func (h handState) Role() string              { return "follower" }
 func (h handState) State() *coordinator.State { return h.st }
+func (h handState) JobStatus(context.Context, string) (proto.JobInfo, error) {
+	return proto.JobInfo{}, errors.New("no coordinator answered")
+}
 func (h handState) ClusterStatus(context.Context) (proto.ClusterInfo, error) {
 	return proto.ClusterInfo{Servers: []proto.ServerInfo{{ID: "c0", RaftAddr: "10.0.0.1:7000"}, {ID: "c1", RaftAddr: "10.0.0.2:7000"}},
 			Workers: []proto.WorkerInfo{{ID: "w0", Device: "cuda:0"}, {ID: "w1", Device: "cuda:1"}}},

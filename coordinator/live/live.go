@@ -36,6 +36,9 @@ type Source interface {
 	// ClusterStatus is the cluster as the leader sees it (worker liveness
 	// included); with an error, what the coordinator knows itself.
 	ClusterStatus(ctx context.Context) (proto.ClusterInfo, error)
+	// JobStatus is a job as the leader sees it (live scoring progress
+	// included).
+	JobStatus(ctx context.Context, id string) (proto.JobInfo, error)
 }
 
 // MaxPoints bounds the points of a curve sent to the page: a long run is
@@ -178,9 +181,34 @@ func Snapshot(ctx context.Context, src Source, job string, now time.Time) View {
 	}
 	if sel != nil {
 		d := detail(sel)
+		if sel.Scoring() && err == nil {
+			liveScore(ctx, src, &d)
+		}
 		v.Selected = &d
 	}
 	return v
+}
+
+// liveScore replaces a scoring job's recorded progress by the leader's
+// live one: raft records accepted batches, but the rate, the ETA and the
+// partial metrics exist only on the leader. Without an answer the
+// recorded progress stays.
+func liveScore(ctx context.Context, src Source, d *Job) {
+	info, err := src.JobStatus(ctx, d.ID)
+	if err != nil || info.Score == nil {
+		return
+	}
+	d.Score = info.Score
+	if len(info.Score.Metrics) > 0 {
+		d.Metrics = map[string]any{}
+		for k, v := range info.Score.Metrics {
+			if v == nil {
+				d.Metrics[k] = nil
+			} else {
+				d.Metrics[k] = *v
+			}
+		}
+	}
 }
 
 // detail builds the detailed view of j.

@@ -23,6 +23,7 @@ type fakeSource struct {
 	st         *coordinator.State
 	ci         proto.ClusterInfo
 	clusterErr error
+	jobs       map[string]*proto.JobInfo // the leader's answers to JobStatus
 }
 
 func (f *fakeSource) ID() string                { return "c1" }
@@ -30,6 +31,12 @@ func (f *fakeSource) Role() string              { return "follower" }
 func (f *fakeSource) State() *coordinator.State { return f.st }
 func (f *fakeSource) ClusterStatus(context.Context) (proto.ClusterInfo, error) {
 	return f.ci, f.clusterErr
+}
+func (f *fakeSource) JobStatus(_ context.Context, id string) (proto.JobInfo, error) {
+	if f.jobs[id] == nil {
+		return proto.JobInfo{}, errors.New("no such job")
+	}
+	return *f.jobs[id], nil
 }
 
 var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
@@ -311,5 +318,27 @@ func TestLiveCoordinator(t *testing.T) {
 	v = Snapshot(ctx, c.Servers[follower], "", time.Now())
 	if v.ClusterError == "" || len(v.Workers) != 1 || v.Workers[0].Alive || len(v.Servers) != 2 {
 		t.Fatalf("view without a leader %+v", v)
+	}
+}
+
+// TestStateLiveScore: a scoring job shows the leader's live progress and
+// partial metrics, or its recorded progress when the leader does not
+// answer.
+func TestStateLiveScore(t *testing.T) {
+	f := newFake()
+	f.st.Jobs["job-3"] = &coordinator.Job{ID: "job-3", Kind: proto.KindScore, Status: proto.StatusRunning, SubmittedAt: t0.Add(time.Hour),
+		Score: &coordinator.ScoreState{ScoreSpec: coordinator.ScoreSpec{Batches: 10, Rows: 100}, Accepted: []int{0, 1}, AcceptedRows: 20}}
+	acc := 0.5
+	f.jobs = map[string]*proto.JobInfo{"job-3": {ID: "job-3", Score: &proto.ScoreInfo{Phase: "scoring", RowsTotal: 100, RowsDone: 35,
+		RowsPerSec: 12.5, ETASec: 5.2, Metrics: map[string]*float64{"accuracy": &acc, "bleu": nil}}}}
+	v := getState(t, NewHandler(f, nil), "?job=job-3")
+	sc := v.Selected.Score
+	if sc == nil || sc.RowsDone != 35 || sc.RowsPerSec != 12.5 || v.Selected.Metrics["accuracy"] != 0.5 || v.Selected.Metrics["bleu"] != nil || len(v.Selected.Metrics) != 2 {
+		t.Fatalf("live scoring %+v, metrics %v", sc, v.Selected.Metrics)
+	}
+	delete(f.jobs, "job-3")
+	v = getState(t, NewHandler(f, nil), "?job=job-3")
+	if sc := v.Selected.Score; sc == nil || sc.RowsDone != 20 || sc.BatchesDone != 2 || sc.RowsPerSec != 0 || v.Selected.Metrics != nil {
+		t.Fatalf("recorded scoring %+v, metrics %v", sc, v.Selected.Metrics)
 	}
 }

@@ -215,6 +215,8 @@ function renderJob(v) {
       tile("scored rows" + pct, sc.rows_done + "/" + sc.rows_total, "score_rows"),
       tile("batches", sc.batches_done + "/" + sc.batches_total, "score_batches"),
       tile("scoring", sc.phase, "score_phase"));
+    // The rate and ETA come from the leader while it scores.
+    if (sc.rows_per_sec > 0) tiles.push(tile("rows/s", sc.rows_per_sec.toFixed(1), "score_rate"), tile("scoring ETA", fmtDur(sc.eta_s), "score_eta"));
   }
   tiles.push(
     tile("world", (j.members || []).length, "world"),
