@@ -228,7 +228,9 @@ func (j *job) runEpoch(ctx context.Context, a *proto.Assignment) error {
 		return culpritError{err}
 	}
 	syncStart := time.Now()
-	m, err := j.join(ctx, a)
+	ct, closeCt := j.epochTransport()
+	defer closeCt()
+	m, err := j.join(ctx, a, ct)
 	if err != nil {
 		return err
 	}
@@ -265,11 +267,11 @@ func (j *job) runEpoch(ctx context.Context, a *proto.Assignment) error {
 
 // join joins the group epoch and synchronises the state, under a
 // state.sync span. The member is closed on error.
-func (j *job) join(ctx context.Context, a *proto.Assignment) (_ *collective.Member, err error) {
+func (j *job) join(ctx context.Context, a *proto.Assignment, t collective.Transport) (_ *collective.Member, err error) {
 	ctx, span := j.w.cfg.Telemetry.Start(ctx, telemetry.SpanStateSync, trace.WithAttributes(telemetry.AttrJob.String(j.id),
 		telemetry.AttrEpoch.Int64(int64(a.Epoch)), telemetry.AttrRank.Int(a.Rank), telemetry.AttrWorld.Int(a.World)))
 	defer func() { telemetry.End(span, err) }()
-	m, err := collective.Join(ctx, j.tr, a.Group(), a.Epoch, a.Rank, a.World, j.collCf)
+	m, err := collective.Join(ctx, t, a.Group(), a.Epoch, a.Rank, a.World, j.collCf)
 	if err != nil {
 		return nil, err
 	}
