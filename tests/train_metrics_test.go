@@ -22,15 +22,7 @@ func TestTrainWritesMetricsFiles(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("train: exit %d", r.code)
 	}
-	f, err := os.Open(filepath.Join(out, "metrics", "train.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, filepath.Join(out, "metrics", "train.csv"))
 	if len(rows) != 6 || rows[0][0] != "step" || rows[5][0] != "5" {
 		t.Fatalf("train.csv has %d rows (want header + 5): %v", len(rows), rows)
 	}
@@ -64,15 +56,7 @@ func TestTrainEvalEvery(t *testing.T) {
 	if n := strings.Count(r.stderr+r.stdout, "eval after step"); n != 3 {
 		t.Fatalf("%d eval lines in the output, want 3:\n%s", n, r.stderr)
 	}
-	f, err := os.Open(filepath.Join(out, "metrics", "eval.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, filepath.Join(out, "metrics", "eval.csv"))
 	if len(rows) != 4 || rows[1][0] != "2" || rows[2][0] != "4" || rows[3][0] != "5" {
 		t.Fatalf("eval.csv: %v, want header and steps 2, 4, 5", rows)
 	}
@@ -98,4 +82,18 @@ func TestTrainEvalEvery(t *testing.T) {
 	if want := m.Metrics["loss"]; math.Abs(last-want) > 1e-5*want {
 		t.Fatalf("eval loss after the last step %v, herd score with the final adapter %v", last, want)
 	}
+}
+
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }
