@@ -53,7 +53,7 @@ func TestRecipeValues(t *testing.T) {
 		{"tiny model.path", tiny.Model.Path, "data/models/tiny"},
 		{"tiny model.dtype", tiny.Model.DType, "float32"},
 		{"tiny dataset", [3]string{tiny.Dataset.Train, tiny.Dataset.Eval, tiny.Dataset.Format}, [3]string{"data/tiny/train.jsonl", "data/tiny/eval.jsonl", "completion"}},
-		{"tiny max_seq_len", tiny.Dataset.MaxSeqLen, 64},
+		{"tiny max_seq_len", tiny.Dataset.MaxSeqLen, 512},
 		{"tiny lora", [2]float64{float64(tiny.LoRA.R), tiny.LoRA.Alpha}, [2]float64{8, 16}},
 		{"tiny target_modules", tiny.LoRA.TargetModules, []string{"q_proj", "v_proj"}},
 		{"tiny batch", [3]int{tiny.Training.MicroBatchSize, tiny.Training.GradAccum, tiny.Training.MaxSteps}, [3]int{4, 1, 30}},
