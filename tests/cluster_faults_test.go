@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -100,6 +101,17 @@ func TestClusterFaultSchedule(t *testing.T) {
 	t.Logf("max |adapter - reference| = %.3g", d)
 	if d > equivTolerance {
 		t.Fatalf("adapter differs from the uninterrupted run by %g", d)
+	}
+	// Whoever was rank 0 appended its steps to output_dir/metrics: every
+	// step is there, through the kill, the join and the engine error.
+	steps := map[string]bool{}
+	for _, row := range readCSV(t, filepath.Join(out, "metrics", "train.csv"))[1:] {
+		steps[row[0]] = true
+	}
+	for k := 1; k <= 30; k++ {
+		if !steps[strconv.Itoa(k)] {
+			t.Fatalf("metrics/train.csv lacks step %d (has %d steps)", k, len(steps))
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -43,7 +44,8 @@ type job struct {
 	cfg    *configs.Config
 	eng    Engine
 	data   Data
-	eval   Data // the evaluation set, nil without training.eval_every
+	eval   Data                    // the evaluation set, nil without training.eval_every
+	mf     *telemetry.MetricsFiles // opened by rank 0 at its first step
 	plan   dataset.Plan
 	total  int
 	grad   []float32 // gradient + [tokens, loss sum]
@@ -68,6 +70,11 @@ func (w *Worker) runJob(ctx context.Context, a *proto.Assignment) {
 		return
 	}
 	defer j.eng.Close()
+	defer func() {
+		if j.mf != nil {
+			_ = j.mf.Close()
+		}
+	}()
 	w.setInterval(j.cfg.Cluster.Heartbeat)
 	defer w.setInterval(0)
 	log.Info("job loaded", "sequences", j.data.Len(), "global_batch", j.plan.G, "steps", j.total)
@@ -432,9 +439,14 @@ func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignmen
 	// Loss, tokens and step counts are the group's, the same on every
 	// member: rank 0 alone records them.
 	tr.Progress(ctx, rec)
+	evRec := telemetry.Eval{Step: int64(st.Step), Loss: ev.loss, Perplexity: math.Exp(ev.loss), Tokens: int64(ev.tokens), Seconds: ev.took.Seconds()}
 	if ev.tokens > 0 {
-		tr.Eval(ctx, telemetry.Eval{Step: int64(st.Step), Loss: ev.loss, Tokens: int64(ev.tokens), Seconds: ev.took.Seconds()})
+		tr.Eval(ctx, evRec)
 	}
+	rec.TotalSteps, rec.GroupEpoch, rec.Time = int64(j.total), int64(a.Epoch), stat.At
+	rec.Epoch = float64(pos.Epoch) + float64(pos.Step+1)/float64(max(j.plan.StepsPerEpoch(), 1))
+	evRec.Epoch, evRec.Time = rec.Epoch, stat.At
+	j.writeMetrics(rec, evRec)
 	if w.cfg.Progress != nil {
 		w.cfg.Progress(j.id, stat)
 	}
@@ -485,6 +497,29 @@ func busBandwidth(bytes int64, world int, d time.Duration) float64 {
 		return 0
 	}
 	return float64(bytes) * 2 * float64(world-1) / float64(world) / d.Seconds()
+}
+
+// writeMetrics appends a step (and its evaluation, if any) to
+// output_dir/metrics/{train,eval}.{jsonl,csv}, the files notebooks plot.
+// Rank 0 writes them; after a re-formation the new rank 0 appends to the
+// same files (output_dir is shared), and a step logged twice keeps its last
+// row for readers (telemetry.MetricsFiles).
+func (j *job) writeMetrics(s telemetry.Step, ev telemetry.Eval) {
+	if j.mf == nil {
+		mf, err := telemetry.NewMetricsFiles(filepath.Join(j.cfg.OutputDir, "metrics"))
+		if err != nil {
+			j.w.log.Warn("metrics files", "err", err)
+			return
+		}
+		j.mf = mf
+	}
+	err := j.mf.Train(s)
+	if ev.Tokens > 0 {
+		err = errors.Join(err, j.mf.Eval(ev))
+	}
+	if err != nil {
+		j.w.log.Warn("metrics files", "err", err)
+	}
 }
 
 // evalResult is one evaluation of the whole eval set.

@@ -150,26 +150,9 @@ func train(c *cli.Context) error {
 	wctx, cancelWorkers := context.WithCancel(context.Background())
 	defer cancelWorkers()
 	prog := newProgress(c.App.ErrWriter, jsonLog, log)
-	// Every step also goes to output_dir/metrics/train.{jsonl,csv}, for
-	// notebooks and plotting tools.
-	mf, err := telemetry.NewMetricsFiles(filepath.Join(cfg.OutputDir, "metrics"))
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	defer mf.Close()
-	onStep := func(job string, s proto.StepStat) {
-		prog.step(job, s)
-		if err := mf.Train(stepRecord(s)); err != nil {
-			log.Warn("metrics files", "err", err)
-		}
-		if s.EvalTokens > 0 {
-			e := telemetry.Eval{Step: int64(s.Step), Epoch: float64(s.Epoch), Time: s.At, Loss: s.EvalLoss,
-				Perplexity: math.Exp(s.EvalLoss), Tokens: int64(s.EvalTokens), Seconds: s.EvalMs / 1000}
-			if err := mf.Eval(e); err != nil {
-				log.Warn("metrics files", "err", err)
-			}
-		}
-	}
+	// The worker (rank 0) also appends every step to
+	// output_dir/metrics/{train,eval}.{jsonl,csv}, as on a cluster.
+	onStep := prog.step
 	var ws []*worker.Worker
 	var wg sync.WaitGroup
 	defer func() {
@@ -397,15 +380,5 @@ func (p *progress) done() {
 	if p.shown {
 		fmt.Fprintln(p.w)
 		p.shown = false
-	}
-}
-
-// stepRecord is a step's row of the metrics files.
-func stepRecord(s proto.StepStat) telemetry.Step {
-	return telemetry.Step{
-		Step: int64(s.Step), TotalSteps: int64(s.TotalSteps), Epoch: float64(s.Epoch), Time: s.At,
-		Loss: s.Loss, LR: s.LR, GradNorm: s.GradNorm, Tokens: int64(s.Tokens), TokensPerSec: s.TokensPerSec,
-		StepSeconds: s.StepMs / 1000, AllReduceSeconds: s.AllReduceMs / 1000,
-		ComputeSeconds: max(0, s.StepMs-s.AllReduceMs) / 1000, Workers: s.World,
 	}
 }
