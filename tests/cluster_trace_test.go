@@ -158,6 +158,11 @@ func TestClusterTrace(t *testing.T) {
 			t.Errorf("%s: no %s span", id, telemetry.SpanStateSync)
 		}
 	}
+	// The scoring phase after training (dataset.eval is the scoring data)
+	// scores every batch once, inside the job's trace.
+	if n := count(telemetry.SpanScoreBatch, ""); n < 1 || (exact && n != 1) {
+		t.Errorf("%d %s spans, want 1 (5 eval rows, batch size 8)", n, telemetry.SpanScoreBatch)
+	}
 	maxMicro := 0
 	for _, s := range spans {
 		switch s.Name {

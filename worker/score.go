@@ -8,9 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/herdml/herd/configs"
 	"github.com/herdml/herd/internal/proto"
 	"github.com/herdml/herd/scoring"
+	"github.com/herdml/herd/telemetry"
 )
 
 // Scorer scores rows of one data set with one model (and adapter): what a
@@ -131,6 +134,11 @@ type scoredBatch struct {
 // waited for on return: the leaser, this one (scoring, on the caller's
 // goroutine, where the engine lives), and the sender.
 func (w *Worker) scoreLoop(ctx context.Context, a *proto.Assignment, plan []scoring.Batch, sc Scorer) (int, error) {
+	// Batch spans join the job's trace under the group epoch that assigned
+	// the scoring work.
+	ctx = w.epochContext(ctx, a)
+	tel := w.cfg.Telemetry
+	rec := tel.Metrics().Score(a.Job, telemetry.AttrWorker.String(w.cfg.ID))
 	ctx, cancel := context.WithCancelCause(ctx)
 	slots := make(chan struct{}, scoreWindow)
 	work := make(chan int, scoreWindow)
@@ -206,10 +214,15 @@ func (w *Worker) scoreLoop(ctx context.Context, a *proto.Assignment, plan []scor
 			if d := w.cfg.StepDelay; d > 0 && !sleepCtx(ctx, d) {
 				return scored, context.Cause(ctx)
 			}
+			_, sp := tel.Start(ctx, telemetry.SpanScoreBatch, trace.WithAttributes(telemetry.AttrJob.String(a.Job),
+				telemetry.AttrBatch.Int(b), telemetry.AttrRows.Int(len(plan[b].Rows))))
+			start := time.Now()
 			preds, err := sc.Score(plan[b].Rows)
+			telemetry.End(sp, err)
 			if err != nil {
 				return scored, fmt.Errorf("score batch %d: %w", b, err)
 			}
+			rec.BatchDone(ctx, len(plan[b].Rows), time.Since(start).Seconds())
 			scored++
 			select {
 			case results <- scoredBatch{b, preds}:
