@@ -12,15 +12,19 @@ import (
 )
 
 // TestTrainWritesMetricsFiles: `herd train` appends every step to
-// output_dir/metrics/train.{jsonl,csv}, the files notebooks plot.
+// output_dir/metrics/train.{jsonl,csv}, the files notebooks plot, and with
+// --log-format json prints one record per step whatever --log-level is.
 func TestTrainWritesMetricsFiles(t *testing.T) {
 	modelDir, dataDir := initTiny(t)
 	out := filepath.Join(t.TempDir(), "run")
-	r := herd(t, nil, "train", "../configs/tiny.yaml", "--set", "model.path="+modelDir,
+	r := herd(t, nil, "--log-format", "json", "train", "../configs/tiny.yaml", "--set", "model.path="+modelDir,
 		"--set", "dataset.train="+filepath.Join(dataDir, "train.jsonl"), "--set", "dataset.eval="+filepath.Join(dataDir, "eval.jsonl"),
 		"--set", "output_dir="+out, "--set", "training.max_steps=5", "--set", "training.eval_every=0", "--set", "training.checkpoint_every=0")
 	if r.code != 0 {
 		t.Fatalf("train: exit %d", r.code)
+	}
+	if n := strings.Count(r.stderr, `"msg":"step"`); n != 5 {
+		t.Fatalf("%d JSON step records on stderr, want 5:\n%s", n, r.stderr)
 	}
 	rows := readCSV(t, filepath.Join(out, "metrics", "train.csv"))
 	if len(rows) != 6 || rows[0][0] != "step" || rows[5][0] != "5" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -43,6 +44,7 @@ func scoreCommand() *cli.Command {
 			&cli.StringFlag{Name: "task", Usage: "loss, generate, multiple_choice or classification (overrides scoring.task)"},
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or cuda:N"},
 			&cli.BoolFlag{Name: "direct", Usage: "score in a plain in-process loop, without the in-process coordinator"},
+			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
 		},
 		Action: func(c *cli.Context) error {
 			dir, err := hub.Resolve(c.String("model"), "")
@@ -70,7 +72,11 @@ func scoreCommand() *cli.Command {
 			if err != nil {
 				return configProblems(c, err)
 			}
-			log, err := newLogger(c, slog.LevelInfo)
+			level, err := parseLevel(c.String("log-level"))
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(c, level)
 			if err != nil {
 				return err
 			}
@@ -81,7 +87,13 @@ func scoreCommand() *cli.Command {
 					Config: cfg, Device: dev, Log: log,
 				})
 			} else {
-				res, err = scoreLocal(c.Context, cfg, c.String("adapter"), c.String("data"), c.String("out"), c.String("device"), log)
+				progLog, err := progressLogger(c, level)
+				if err != nil {
+					return err
+				}
+				prog := newScoreProgress(c.App.ErrWriter, c.String("log-format") == "json", progLog)
+				res, err = scoreLocal(c.Context, cfg, c.String("adapter"), c.String("data"), c.String("out"), c.String("device"), log, prog.show)
+				prog.done()
 			}
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
@@ -102,7 +114,7 @@ func scoreCommand() *cli.Command {
 // as `herd train` does: an in-process coordinator (state in out/.herd,
 // removed at the end) plans the batches and one in-process worker scores
 // them; the Merger writes out/predictions.jsonl and out/metrics.json.
-func scoreLocal(ctx context.Context, cfg *configs.Config, adapter, data, out, device string, log *slog.Logger) (scoring.Result, error) {
+func scoreLocal(ctx context.Context, cfg *configs.Config, adapter, data, out, device string, log *slog.Logger, progress func(proto.ScoreInfo)) (scoring.Result, error) {
 	var err error
 	abs := func(p string) string {
 		if p == "" || err != nil {
@@ -171,6 +183,7 @@ func scoreLocal(ctx context.Context, cfg *configs.Config, adapter, data, out, de
 	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	lastShown := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -179,6 +192,14 @@ func scoreLocal(ctx context.Context, cfg *configs.Config, adapter, data, out, de
 		}
 		j := srv.State().Jobs[sub.Job.ID]
 		if j == nil || !proto.Terminal(j.Status) {
+			if progress != nil && time.Since(lastShown) >= time.Second {
+				lastShown = time.Now()
+				qctx, qcancel := context.WithTimeout(ctx, time.Second)
+				if info, err := srv.JobStatus(qctx, sub.Job.ID); err == nil && info.Score != nil {
+					progress(*info.Score)
+				}
+				qcancel()
+			}
 			continue
 		}
 		if j.Status != proto.StatusCompleted {
@@ -193,5 +214,45 @@ func scoreLocal(ctx context.Context, cfg *configs.Config, adapter, data, out, de
 			return scoring.Result{}, fmt.Errorf("read %s: %w", scoring.MetricsFile, err)
 		}
 		return res, nil
+	}
+}
+
+// scoreProgress shows a scoring job's progress: a line rewritten in place
+// on a terminal, a line every 10 s off one, a JSON record per second with
+// --log-format json.
+type scoreProgress struct {
+	w         io.Writer
+	tty, json bool
+	log       *slog.Logger
+	shown     bool
+	lastPrint time.Time
+}
+
+func newScoreProgress(w io.Writer, json bool, log *slog.Logger) *scoreProgress {
+	return &scoreProgress{w: w, tty: isTerminal(w), json: json, log: log}
+}
+
+func (p *scoreProgress) show(s proto.ScoreInfo) {
+	if p.json {
+		p.log.Info("scoring", "rows_done", s.RowsDone, "rows", s.RowsTotal, "batches_done", s.BatchesDone, "batches", s.BatchesTotal,
+			"batches_in_flight", s.BatchesInFlight, "batches_retried", s.BatchesRetried, "rows_per_sec", s.RowsPerSec, "eta_s", s.ETASec)
+		return
+	}
+	line := fmt.Sprintf("scored %d/%d rows  %d/%d batches  %.0f rows/s  ETA %s", s.RowsDone, s.RowsTotal, s.BatchesDone, s.BatchesTotal,
+		s.RowsPerSec, (time.Duration(s.ETASec) * time.Second).String())
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.shown = true
+		return
+	}
+	if time.Since(p.lastPrint) >= 10*time.Second {
+		p.lastPrint = time.Now()
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func (p *scoreProgress) done() {
+	if p.shown {
+		fmt.Fprintln(p.w)
 	}
 }

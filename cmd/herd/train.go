@@ -149,7 +149,11 @@ func train(c *cli.Context) error {
 	defer stop()
 	wctx, cancelWorkers := context.WithCancel(context.Background())
 	defer cancelWorkers()
-	prog := newProgress(c.App.ErrWriter, jsonLog, log)
+	progLog, err := progressLogger(c, level)
+	if err != nil {
+		return err
+	}
+	prog := newProgress(c.App.ErrWriter, jsonLog, progLog)
 	// The worker (rank 0) also appends every step to
 	// output_dir/metrics/{train,eval}.{jsonl,csv}, as on a cluster.
 	onStep := prog.step
@@ -329,13 +333,24 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, json bool, log *slog.Logger) *progress {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
+	return &progress{w: w, tty: isTerminal(w), json: json, log: log, first: -1}
+}
+
+// progressLogger is the logger of progress records (--log-format json):
+// they are the output of a long command, shown whatever --log-level is.
+func progressLogger(c *cli.Context, level slog.Level) (*slog.Logger, error) {
+	return newLogger(c, min(level, slog.LevelInfo))
+}
+
+// isTerminal says whether w is a terminal (progress is then redrawn in
+// place).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
 	}
-	return &progress{w: w, tty: tty, json: json, log: log, first: -1}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func (p *progress) step(job string, s proto.StepStat) {
