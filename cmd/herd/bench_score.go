@@ -10,15 +10,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/herdml/herd/configs"
 	"github.com/herdml/herd/dataset"
+	"github.com/herdml/herd/dataset/tokenizer"
 	"github.com/herdml/herd/internal/engine"
-	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
 	"github.com/herdml/herd/internal/scorerun"
 	"github.com/herdml/herd/internal/torch"
@@ -172,19 +171,7 @@ func benchScore(c *cli.Context) (*scoreBenchResult, error) {
 // the rows, load the model, score every planned batch.
 func benchDirect(ctx context.Context, cfg *configs.Config, modelDir, data, dtype string, dev torch.Device, threads int) (d time.Duration, rows, tokens, batches int, err error) {
 	start := time.Now()
-	tok, _, err := dataset.LoadTokenizer(modelDir)
-	if err != nil {
-		return 0, 0, 0, 0, err
-	}
-	tasks, err := scorerun.Prepare(ctx, cfg, tok, data)
-	if err != nil {
-		return 0, 0, 0, 0, err
-	}
-	dt, err := engine.ParseDType(dtype)
-	if err != nil {
-		return 0, 0, 0, 0, err
-	}
-	sc, err := engine.NewScorer(modelDir, "", dt, dev, threads)
+	tok, tasks, sc, err := openBenchScorer(ctx, cfg, modelDir, data, dtype, dev, threads)
 	if err != nil {
 		return 0, 0, 0, 0, err
 	}
@@ -210,20 +197,9 @@ func benchDirect(ctx context.Context, cfg *configs.Config, modelDir, data, dtype
 	return d, len(tasks), tokens, len(plan), nil
 }
 
+// warmScorer scores a few batches untimed.
 func warmScorer(ctx context.Context, cfg *configs.Config, modelDir, data, dtype string, dev torch.Device, threads int) error {
-	tok, _, err := dataset.LoadTokenizer(modelDir)
-	if err != nil {
-		return err
-	}
-	tasks, err := scorerun.Prepare(ctx, cfg, tok, data)
-	if err != nil {
-		return err
-	}
-	dt, err := engine.ParseDType(dtype)
-	if err != nil {
-		return err
-	}
-	sc, err := engine.NewScorer(modelDir, "", dt, dev, threads)
+	tok, tasks, sc, err := openBenchScorer(ctx, cfg, modelDir, data, dtype, dev, threads)
 	if err != nil {
 		return err
 	}
@@ -234,6 +210,27 @@ func warmScorer(ctx context.Context, cfg *configs.Config, modelDir, data, dtype 
 		}
 	}
 	return nil
+}
+
+// openBenchScorer prepares the rows and loads the scorer, as a worker does.
+func openBenchScorer(ctx context.Context, cfg *configs.Config, modelDir, data, dtype string, dev torch.Device, threads int) (*tokenizer.Tokenizer, []scorerun.Task, *engine.Scorer, error) {
+	tok, _, err := dataset.LoadTokenizer(modelDir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tasks, err := scorerun.Prepare(ctx, cfg, tok, data)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dt, err := engine.ParseDType(dtype)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sc, err := engine.NewScorer(modelDir, "", dt, dev, threads)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return tok, tasks, sc, nil
 }
 
 func benchRun(workers int, d time.Duration, rows, tokens int) scoreBenchRun {
@@ -276,25 +273,16 @@ func benchScoreCluster(ctx context.Context, cfg *configs.Config, out, device str
 		return 0, err
 	}
 	defer srv.Close()
-	wctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	var ws []*worker.Worker
-	defer func() {
-		cancel()
-		wg.Wait()
-		for _, w := range ws {
-			w.Close()
-		}
-	}()
-	for i := range n {
-		w, err := worker.New(worker.Config{ID: fmt.Sprintf("bench-%d", i), Device: device, URL: srv.ClientURL(), Token: localToken,
-			NewEngine: torchengine.New, NewScorer: torchengine.NewScorer, Logger: log})
-		if err != nil {
-			return 0, err
-		}
-		ws = append(ws, w)
-		wg.Go(func() { _ = w.Run(wctx) })
+	wcfgs := make([]worker.Config, n)
+	for i := range wcfgs {
+		wcfgs[i] = worker.Config{ID: fmt.Sprintf("bench-%d", i), Device: device, URL: srv.ClientURL(), Token: localToken,
+			NewEngine: torchengine.New, NewScorer: torchengine.NewScorer, Logger: log}
 	}
+	lw, err := startLocalWorkers(wcfgs, log)
+	if err != nil {
+		return 0, err
+	}
+	defer lw.stop()
 	// Wait for the workers to register, so that the job starts at once.
 	deadline := time.Now().Add(30 * time.Second)
 	for len(srv.State().Workers) < n {
@@ -303,16 +291,8 @@ func benchScoreCluster(ctx context.Context, cfg *configs.Config, out, device str
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	nc, err := dialCoord(srv.ClientURL(), natsutil.ConnectOptions{})
-	if err != nil {
-		return 0, err
-	}
-	defer nc.Close()
 	start := time.Now()
-	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-	var res proto.SubmitResult
-	err = proto.Call(sctx, nc, proto.SubjectSubmit, localToken, proto.SubmitRequest{ConfigYAML: string(yaml), Name: "bench", Score: true}, &res)
-	scancel()
+	res, err := submitLocal(ctx, srv, proto.SubmitRequest{ConfigYAML: string(yaml), Name: "bench", Score: true})
 	if err != nil {
 		return 0, err
 	}

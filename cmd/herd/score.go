@@ -9,13 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/herdml/herd/configs"
-	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
 	"github.com/herdml/herd/internal/scorerun"
 	"github.com/herdml/herd/internal/torch"
@@ -150,34 +148,13 @@ func scoreLocal(ctx context.Context, cfg *configs.Config, adapter, data, out, de
 		_ = srv.Close()
 		_ = os.RemoveAll(state)
 	}()
-	wctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	w, err := worker.New(worker.Config{ID: "local-0", Device: device, URL: srv.ClientURL(), Token: localToken,
-		NewEngine: torchengine.New, NewScorer: torchengine.NewScorer, Logger: log})
-	if err != nil {
-		cancel()
-		return scoring.Result{}, err
-	}
-	defer func() {
-		cancel()
-		wg.Wait()
-		w.Close()
-	}()
-	wg.Go(func() {
-		if err := w.Run(wctx); err != nil {
-			log.Error("worker", "err", err)
-		}
-	})
-	nc, err := dialCoord(srv.ClientURL(), natsutil.ConnectOptions{})
+	lw, err := startLocalWorkers([]worker.Config{{ID: "local-0", Device: device, URL: srv.ClientURL(), Token: localToken,
+		NewEngine: torchengine.New, NewScorer: torchengine.NewScorer, Logger: log}}, log)
 	if err != nil {
 		return scoring.Result{}, err
 	}
-	defer nc.Close()
-	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-	var sub proto.SubmitResult
-	err = proto.Call(sctx, nc, proto.SubjectSubmit, localToken,
-		proto.SubmitRequest{ConfigYAML: string(yaml), Name: "score", Score: true, Adapter: adapter, ScoreOut: out}, &sub)
-	scancel()
+	defer lw.stop()
+	sub, err := submitLocal(ctx, srv, proto.SubmitRequest{ConfigYAML: string(yaml), Name: "score", Score: true, Adapter: adapter, ScoreOut: out})
 	if err != nil {
 		return scoring.Result{}, fmt.Errorf("submit: %w", err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/herdml/herd/configs"
 	"github.com/herdml/herd/coordinator"
-	"github.com/herdml/herd/internal/natsutil"
 	"github.com/herdml/herd/internal/proto"
 	"github.com/herdml/herd/telemetry"
 	"github.com/herdml/herd/worker"
@@ -147,8 +145,6 @@ func train(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	wctx, cancelWorkers := context.WithCancel(context.Background())
-	defer cancelWorkers()
 	progLog, err := progressLogger(c, level)
 	if err != nil {
 		return err
@@ -156,45 +152,24 @@ func train(c *cli.Context) error {
 	prog := newProgress(c.App.ErrWriter, jsonLog, progLog)
 	// The worker (rank 0) also appends every step to
 	// output_dir/metrics/{train,eval}.{jsonl,csv}, as on a cluster.
-	onStep := prog.step
-	var ws []*worker.Worker
-	var wg sync.WaitGroup
-	defer func() {
-		cancelWorkers()
-		wg.Wait()
-		for _, w := range ws {
-			w.Close()
-		}
-	}()
+	wcfgs := make([]worker.Config, len(devices))
 	for i, dev := range devices {
-		w, err := worker.New(worker.Config{ID: fmt.Sprintf("local-%d", i), Device: dev, URL: srv.ClientURL(), Token: localToken,
-			NewEngine: torchengine.New, NewScorer: torchengine.NewScorer, Logger: log, Telemetry: tel, Progress: onStep,
+		wcfgs[i] = worker.Config{ID: fmt.Sprintf("local-%d", i), Device: dev, URL: srv.ClientURL(), Token: localToken,
+			NewEngine: torchengine.New, NewScorer: torchengine.NewScorer, Logger: log, Telemetry: tel, Progress: prog.step,
 			FailAtStep: testFault("HERD_TEST_FAIL_AT_STEP"), KillAtStep: testFault("HERD_TEST_KILL_AT_STEP"),
-			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond})
-		if err != nil {
-			return cli.Exit(err.Error(), 1)
-		}
-		ws = append(ws, w)
-		wg.Go(func() {
-			if err := w.Run(wctx); err != nil {
-				log.Error("worker", "err", err)
-			}
-		})
+			StepDelay: time.Duration(testFault("HERD_TEST_STEP_DELAY_MS")) * time.Millisecond}
 	}
-
-	nc, err := dialCoord(srv.ClientURL(), natsutil.ConnectOptions{})
+	lw, err := startLocalWorkers(wcfgs, log)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	defer nc.Close()
+	defer lw.stop()
+
 	req := proto.SubmitRequest{ConfigYAML: string(yaml), Name: cfg.RunName}
 	if prev != nil {
 		req = proto.SubmitRequest{ResumeJob: prev.ID}
 	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	var res proto.SubmitResult
-	err = proto.Call(sctx, nc, proto.SubjectSubmit, localToken, req, &res)
-	cancel()
+	res, err := submitLocal(ctx, srv, req)
 	if err != nil {
 		return cli.Exit(describeCallErr(srv.ClientURL(), err), 1)
 	}
@@ -216,7 +191,7 @@ func train(c *cli.Context) error {
 			stop()
 			prog.done()
 			fmt.Fprintln(c.App.ErrWriter, "interrupted: saving a checkpoint (Ctrl-C again to quit at once)")
-			return pauseLocal(c, srv, ws, id, cfg, path)
+			return pauseLocal(c, srv, lw.ws, id, cfg, path)
 		case <-tick.C:
 		}
 		j := srv.State().Jobs[id]
