@@ -101,7 +101,7 @@ func (w *Worker) runScore(ctx context.Context, a *proto.Assignment) {
 	}
 	defer sc.Close()
 	if sc.Rows() != sa.Rows {
-		fail(fmt.Errorf("data: %d rows prepared from %s, the plan has %d (malformed rows are not scored by position; fix or remove them)", sc.Rows(), sa.Data, sa.Rows))
+		fail(fmt.Errorf("data: %d rows prepared from %s, the plan has %d (did the file change since it was planned?)", sc.Rows(), sa.Data, sa.Rows))
 		return
 	}
 	w.setInterval(cfg.Cluster.Heartbeat)
