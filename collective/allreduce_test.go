@@ -716,3 +716,16 @@ func FuzzParseFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestBusBW: nccl-tests' bus bandwidth, algbw × 2(n−1)/n.
+func TestBusBW(t *testing.T) {
+	for _, c := range []struct {
+		algbw float64
+		n     int
+		want  float64
+	}{{100, 1, 0}, {100, 2, 100}, {100, 4, 150}, {80, 8, 140}} {
+		if got := BusBW(c.algbw, c.n); got != c.want {
+			t.Errorf("BusBW(%v, %d) = %v, want %v", c.algbw, c.n, got, c.want)
+		}
+	}
+}

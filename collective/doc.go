@@ -14,3 +14,13 @@
 // See docs/collective.md for the algorithm, the subject scheme and failure
 // semantics.
 package collective
+
+// BusBW is an all-reduce's bus bandwidth as nccl-tests defines it: the
+// algorithm bandwidth (bytes reduced per second) × 2(n−1)/n, comparable
+// across group sizes and with the links' speed; 0 for a group of one.
+func BusBW(algbw float64, n int) float64 {
+	if n < 2 {
+		return 0
+	}
+	return algbw * 2 * float64(n-1) / float64(n)
+}

@@ -431,7 +431,10 @@ func (j *job) step(ctx context.Context, m *collective.Member, a *proto.Assignmen
 		EvalLoss: ev.loss, EvalTokens: ev.tokens, EvalMs: float64(ev.took.Microseconds()) / 1000}
 	rec := telemetry.Step{Step: int64(st.Step), Loss: j.loss, LR: st.LR, GradNorm: st.GradNorm, Tokens: int64(total),
 		TokensPerSec: stat.TokensPerSec, StepSeconds: el.Seconds(), ComputeSeconds: (el - arTime).Seconds(),
-		AllReduceSeconds: arTime.Seconds(), AllReduceBytes: arBytes, BusBW: busBandwidth(arBytes, a.World, arTime), Workers: a.World}
+		AllReduceSeconds: arTime.Seconds(), AllReduceBytes: arBytes, Workers: a.World}
+	if arTime > 0 {
+		rec.BusBW = collective.BusBW(float64(arBytes)/arTime.Seconds(), a.World)
+	}
 	tr.Timing(ctx, rec)
 	if a.Rank != 0 {
 		return nil
@@ -487,16 +490,6 @@ func (j *job) forwardBackward(ctx context.Context, batches []Batch) (lossSum flo
 		tokens += r.Tokens
 	}
 	return lossSum, tokens, nil
-}
-
-// busBandwidth is the all-reduce's bus bandwidth as nccl-tests defines it,
-// bytes × 2(n-1)/n per second: comparable across world sizes and with
-// the link's speed. 0 without a peer.
-func busBandwidth(bytes int64, world int, d time.Duration) float64 {
-	if world < 2 || d <= 0 {
-		return 0
-	}
-	return float64(bytes) * 2 * float64(world-1) / float64(world) / d.Seconds()
 }
 
 // writeMetrics appends a step (and its evaluation, if any) to

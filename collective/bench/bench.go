@@ -303,7 +303,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if res.TimeUS > 0 {
 		res.AlgBW = float64(o.SizeBytes) / res.TimeUS // bytes/µs = MB/s
-		res.BusBW = res.AlgBW * 2 * float64(o.Workers-1) / float64(o.Workers)
+		res.BusBW = collective.BusBW(res.AlgBW, o.Workers)
 	}
 	return res, nil
 }
