@@ -2,13 +2,10 @@ package telemetry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"path"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -17,46 +14,30 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
-)
 
-// metricsServer is the Prometheus endpoint a Telemetry owns.
-type metricsServer struct {
-	srv  *http.Server
-	addr net.Addr
-	done chan struct{}
-}
+	"github.com/herdml/herd/internal/httpserve"
+)
 
 // newMeterProvider builds the provider with a Prometheus reader (served on
 // c.MetricsAddr, on a registry of its own, not the global one) and an OTLP
 // periodic reader when OTLP is on. Without either it still returns an SDK
 // provider with no reader, whose instruments are cheap and record nothing.
-func newMeterProvider(ctx context.Context, c Config, res *resource.Resource, log *slog.Logger) (*sdkmetric.MeterProvider, *metricsServer, []string, error) {
+func newMeterProvider(ctx context.Context, c Config, res *resource.Resource, log *slog.Logger) (*sdkmetric.MeterProvider, *httpserve.Server, []string, error) {
 	opts := []sdkmetric.Option{sdkmetric.WithResource(res)}
 	var names []string
-	var ms *metricsServer
+	var ms *httpserve.Server
 	if c.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		exp, err := otelprom.New(otelprom.WithRegisterer(reg))
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 		}
-		ln, err := net.Listen("tcp", c.MetricsAddr)
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPromLogger{log}}))
+		ms, err = httpserve.Listen(c.MetricsAddr, mux, log, "metrics endpoint")
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("telemetry: metrics_addr %s: %w (another process on that port? use port 0 for any free one)", c.MetricsAddr, err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPromLogger{log}}))
-		ms = &metricsServer{
-			srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
-			addr: ln.Addr(),
-			done: make(chan struct{}),
-		}
-		go func() {
-			defer close(ms.done)
-			if err := ms.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics endpoint stopped", "addr", ms.addr.String(), "err", err)
-			}
-		}()
 		opts = append(opts, sdkmetric.WithReader(exp))
 		names = append(names, "prometheus")
 	}
@@ -64,7 +45,7 @@ func newMeterProvider(ctx context.Context, c Config, res *resource.Resource, log
 		exp, err := newOTLPMetricExporter(ctx, c)
 		if err != nil {
 			if ms != nil {
-				_ = ms.srv.Close()
+				_ = ms.Close()
 			}
 			return nil, nil, nil, err
 		}
@@ -73,15 +54,6 @@ func newMeterProvider(ctx context.Context, c Config, res *resource.Resource, log
 		names = append(names, "otlp")
 	}
 	return sdkmetric.NewMeterProvider(opts...), ms, names, nil
-}
-
-func (m *metricsServer) shutdown(ctx context.Context) error {
-	err := m.srv.Shutdown(ctx)
-	if err != nil {
-		_ = m.srv.Close()
-	}
-	<-m.done
-	return err
 }
 
 func newOTLPMetricExporter(ctx context.Context, c Config) (sdkmetric.Exporter, error) {

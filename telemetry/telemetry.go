@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/herdml/herd/internal/httpserve"
 	"github.com/herdml/herd/internal/version"
 )
 
@@ -43,7 +44,7 @@ type Telemetry struct {
 	metrics  *Metrics
 	closeTP  func(context.Context) error
 	sdkMP    *sdkmetric.MeterProvider
-	server   *metricsServer
+	server   *httpserve.Server
 	res      *resource.Resource
 	instance string
 
@@ -168,7 +169,7 @@ func (t *Telemetry) MetricsAddr() net.Addr {
 	if t.server == nil {
 		return nil
 	}
-	return t.server.addr
+	return t.server.Addr()
 }
 
 // MetricsURL is the Prometheus endpoint's URL, "" when off.
@@ -176,7 +177,7 @@ func (t *Telemetry) MetricsURL() string {
 	if t.server == nil {
 		return ""
 	}
-	return "http://" + t.server.addr.String() + "/metrics"
+	return "http://" + t.server.Addr().String() + "/metrics"
 }
 
 // ForceFlush exports the spans and metrics recorded so far.
@@ -206,7 +207,7 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 			}
 		}
 		if t.server != nil {
-			if err := t.server.shutdown(ctx); err != nil {
+			if err := t.server.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("telemetry: metrics endpoint: %w", err))
 			}
 		}
