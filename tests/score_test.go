@@ -79,3 +79,18 @@ func TestDatasetInspect(t *testing.T) {
 		t.Fatalf("missing file: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// TestScoreFailureExits: a scoring job that fails (here: no data file)
+// makes `herd score` exit 1 naming the file, and writes no metrics.json.
+func TestScoreFailureExits(t *testing.T) {
+	modelDir, _ := initTiny(t)
+	out := filepath.Join(t.TempDir(), "scores")
+	missing := filepath.Join(t.TempDir(), "missing.jsonl")
+	r := herd(t, nil, "score", "--model", modelDir, "--data", missing, "--out", out)
+	if r.code != 1 || !strings.Contains(r.stderr, missing) {
+		t.Fatalf("exit %d, stderr %q: want 1 and the missing file named", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "metrics.json")); !os.IsNotExist(err) {
+		t.Fatalf("metrics.json written for a failed run (stat err %v)", err)
+	}
+}

@@ -33,7 +33,9 @@ func startLocalWorkers(cfgs []worker.Config, log *slog.Logger) (*localWorkers, e
 		}
 		l.ws = append(l.ws, w)
 		l.wg.Go(func() {
-			if err := w.Run(ctx); err != nil {
+			// After stop, a worker still registering returns the
+			// cancellation: not worth an error line.
+			if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 				log.Error("worker", "id", wc.ID, "err", err)
 			}
 		})

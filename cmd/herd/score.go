@@ -85,8 +85,8 @@ func scoreCommand() *cli.Command {
 					Config: cfg, Device: dev, Log: log,
 				})
 			} else {
-				progLog, err := progressLogger(c, level)
-				if err != nil {
+				var progLog *slog.Logger
+				if progLog, err = progressLogger(c, level); err != nil {
 					return err
 				}
 				prog := newScoreProgress(c.App.ErrWriter, c.String("log-format") == "json", progLog)
