@@ -68,6 +68,14 @@ type call struct {
 	next                    []int32 // per owned chunk: next rank to add
 	pend                    []*Msg  // per owned chunk × rank: waiting contribution
 	agGot                   []bool  // per chunk (rsag): owner's result received
+	// Flow control (rsag). Round k is chunk k of every shard. roundLeft
+	// counts the round's chunks not yet final here (reduced if owned,
+	// gathered otherwise); the receive loop sends one token on rounds per
+	// completed round, in order, and the sender takes one before each
+	// round from the window on.
+	roundLeft []int32
+	roundNext int
+	rounds    chan struct{}
 }
 
 // AllReduce replaces buf, on every member, with the element-wise reduction
@@ -161,6 +169,19 @@ func (m *Member) newCall(buf []float32, op Op) *call {
 		m.agGot = grow(m.agGot, len(tab.off))
 		clear(m.agGot)
 		c.agGot = m.agGot
+		rounds := 0
+		for o := range m.size {
+			rounds = max(rounds, tab.first[o+1]-tab.first[o])
+		}
+		m.roundLeft = grow(m.roundLeft, rounds)
+		clear(m.roundLeft)
+		for o := range m.size {
+			for k := range tab.first[o+1] - tab.first[o] {
+				m.roundLeft[k]++
+			}
+		}
+		c.roundLeft = m.roundLeft
+		c.rounds = make(chan struct{}, rounds)
 	} else {
 		c.ownN = len(tab.off)
 	}
@@ -316,17 +337,29 @@ func (c *call) waitingFor() string {
 }
 
 // sendContributions publishes this member's part of every other owner's
-// chunks (rsag), interleaving owners so all of them work at once.
+// chunks (rsag), interleaving owners so all of them work at once, at most
+// m.window rounds ahead of what this member has seen completed: a round
+// completes here only after every owner has consumed this member's chunk
+// of it, so a member that falls behind stops its peers' senders instead of
+// piling their data up in the server until it is cut off as a slow
+// consumer.
 func (c *call) sendContributions(ctx context.Context) error {
 	m, tab := c.m, c.tab
-	for k := 0; ; k++ {
-		sent := false
+	for k := range c.roundLeft {
+		if k >= m.window {
+			// Round k-window must be complete here: every owner has
+			// consumed this member's chunks up to it.
+			select {
+			case <-c.rounds:
+			case <-ctx.Done():
+				return nil // the call is ending; its error is reported there
+			}
+		}
 		for d := 1; d < m.size; d++ {
 			o := (m.rank + d) % m.size
 			if k >= tab.first[o+1]-tab.first[o] {
 				continue
 			}
-			sent = true
 			if err := ctx.Err(); err != nil {
 				return nil // the call is ending; its error is reported there
 			}
@@ -337,9 +370,17 @@ func (c *call) sendContributions(ctx context.Context) error {
 				return err
 			}
 		}
-		if !sent {
-			return nil
-		}
+	}
+	return nil
+}
+
+// final records that chunk g is final on this member (reduced here or
+// gathered) and hands the sender a token for every round now complete.
+func (c *call) final(g int) {
+	c.roundLeft[g-c.tab.first[c.tab.owner[g]]]--
+	for c.roundNext < len(c.roundLeft) && c.roundLeft[c.roundNext] == 0 {
+		c.roundNext++
+		c.rounds <- struct{}{} // capacity: one per round, never blocks
 	}
 }
 
@@ -413,6 +454,7 @@ func (c *call) accept(f frame, msg *Msg) error {
 		off := tab.off[f.chunk]
 		decodeSet(m.enc, c.buf[off:off+f.count], msg.Data)
 		msg.release()
+		c.final(f.chunk)
 	}
 	return nil
 }
@@ -478,5 +520,9 @@ func (c *call) finish(g int, acc []float32) error {
 		copy(dst, acc)
 	}
 	f := frame{kind: kindAG, epoch: m.epoch, seq: c.seq, from: m.rank, chunk: g, count: cnt, total: c.tab.n, enc: m.enc}
-	return m.t.Publish(m.bcast, f.header(), data)
+	if err := m.t.Publish(m.bcast, f.header(), data); err != nil {
+		return err
+	}
+	c.final(g)
+	return nil
 }

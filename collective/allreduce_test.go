@@ -645,6 +645,61 @@ func TestMemberStates(t *testing.T) {
 	}
 }
 
+// TestAllReduceWindow: while one member has not started its call, the
+// others' senders stop after the window's rounds instead of pushing their
+// whole contribution at it (which made the server drop a member that fell
+// behind as a slow consumer with 1 GiB buffers), and the call completes
+// once it starts.
+func TestAllReduceWindow(t *testing.T) {
+	const n, window, perShard = 4, 2, 8
+	cfg := testConfig()
+	cfg.Algorithm = AlgoRSAG
+	cfg.MaxInflight = 2 * (n - 1) * window * MinChunkBytes
+	hub := NewHub(0)
+	var toLate atomic.Int64 // reduce-scatter chunks sent to rank 1
+	hub.SetFilter(func(from, to string, m *Msg) Action {
+		if f, err := parseFrame(m.Header); err == nil && f.kind == kindRS && to == "m1" {
+			toLate.Add(1)
+		}
+		return Deliver
+	})
+	_, ms := hubGroup(t, hub, "g", 1, n, cfg)
+	if w := ms[0].Window(); w != window {
+		t.Fatalf("window %d, want %d", w, window)
+	}
+	in := randomInputs(rand.New(rand.NewPCG(13, 14)), n, n*perShard*MinChunkBytes/4)
+	bufs := clone2(in)
+	errs := make(chan error, n)
+	for r, m := range ms {
+		if r != 1 {
+			go func() { errs <- m.AllReduce(context.Background(), bufs[r], Sum) }()
+		}
+	}
+	want := int64((n - 1) * window)
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if got := toLate.Load(); got < want {
+			return fmt.Errorf("%d chunks sent to rank 1, want %d", got, want)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // without the window all 24 go out at once
+	if got := toLate.Load(); got != want {
+		t.Fatalf("%d chunks sent to a member that has not started, want the window's %d", got, want)
+	}
+	go func() { errs <- ms[1].AllReduce(context.Background(), bufs[1], Sum) }()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := toLate.Load(); got != (n-1)*perShard {
+		t.Fatalf("%d chunks sent to rank 1 in all, want %d", got, (n-1)*perShard)
+	}
+	for r := range bufs {
+		sameBits(t, fmt.Sprintf("rank %d", r), bufs[r], oracle(in, Sum, encF32))
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -655,8 +710,13 @@ func TestConfigValidate(t *testing.T) {
 		{"zero", func(c *Config) { *c = Config{} }, nil},
 		{"algorithm", func(c *Config) { c.Algorithm = "ring" }, []string{"Algorithm"}},
 		{"compression", func(c *Config) { c.Compression = "int8" }, []string{"Compression"}},
-		{"several", func(c *Config) { c.Timeout = -1; c.ChunkBytes = 10; c.SmallThreshold = -1; c.QueueLen = -2 },
-			[]string{"Timeout", "ChunkBytes", "SmallThreshold", "QueueLen"}},
+		{"several", func(c *Config) {
+			c.Timeout = -1
+			c.ChunkBytes = 10
+			c.SmallThreshold = -1
+			c.QueueLen = -2
+			c.MaxInflight = -3
+		}, []string{"Timeout", "ChunkBytes", "SmallThreshold", "QueueLen", "MaxInflight"}},
 		{"chunk too large", func(c *Config) { c.ChunkBytes = MaxChunkBytes + 1 }, []string{"ChunkBytes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -50,6 +50,7 @@ const (
 	MaxChunkBytes         = 64 << 20
 	DefaultSmallThreshold = 64 << 10
 	DefaultQueueLen       = 1024
+	DefaultMaxInflight    = 32 << 20
 	// HeaderRoom is the part of the transport's max payload kept for
 	// message headers; chunks carry at most MaxPayload-HeaderRoom bytes.
 	HeaderRoom = 512
@@ -83,6 +84,18 @@ type Config struct {
 	// QueueLen is the capacity of the member's receive channel. Default
 	// 1024; must not be negative.
 	QueueLen int
+	// MaxInflight bounds (rsag) the bytes that may be on their way to one
+	// member: sent by the others but not yet consumed by it, wherever they
+	// wait (the server's outbound buffer for the member's connection, the
+	// sockets, the member's receive queue). The sender of each member
+	// starts chunk round k (its k-th chunk for every owner) only once
+	// round k-W is complete locally, which keeps at most 2(N-1)·W chunks
+	// in flight toward any member; W is the largest window with
+	// 2(N-1)·W·chunk ≤ MaxInflight, at least 1. Keep it below the
+	// server's max_pending (nats-server default 64 MiB), or the server
+	// disconnects a member that falls behind as a slow consumer. Default
+	// 32 MiB; must not be negative. Members may differ.
+	MaxInflight int
 	// Logger receives debug and warning messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -96,6 +109,7 @@ func DefaultConfig() Config {
 		ChunkBytes:     DefaultChunkBytes,
 		SmallThreshold: DefaultSmallThreshold,
 		QueueLen:       DefaultQueueLen,
+		MaxInflight:    DefaultMaxInflight,
 	}
 }
 
@@ -116,6 +130,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueLen == 0 {
 		c.QueueLen = DefaultQueueLen
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -151,6 +168,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueueLen < 0 {
 		bad("QueueLen: %d is negative", c.QueueLen)
+	}
+	if c.MaxInflight < 0 {
+		bad("MaxInflight: %d is negative", c.MaxInflight)
 	}
 	return errors.Join(errs...)
 }

@@ -50,6 +50,7 @@ type Member struct {
 	id         string
 	enc        encoding
 	chunkBytes int
+	window     int // rsag: chunk rounds a sender may run ahead
 
 	inboxes []string // inbox subject of each rank, this epoch
 	bcast   string
@@ -62,18 +63,19 @@ type Member struct {
 	busy      atomic.Bool
 
 	// Owned by the goroutine holding busy (or Join).
-	seq     uint64
-	failed  error
-	newer   uint64 // newest epoch seen (> epoch means stale)
-	stash   []*Msg
-	refused map[refusal]struct{}
-	tabs    [2]*chunkTable // rsag, direct
-	acc     []float32
-	wire    []byte // encode scratch of the receive loop
-	sendBuf []byte // encode scratch of the sender goroutine
-	next    []int32
-	pend    []*Msg
-	agGot   []bool
+	seq       uint64
+	failed    error
+	newer     uint64 // newest epoch seen (> epoch means stale)
+	stash     []*Msg
+	refused   map[refusal]struct{}
+	tabs      [2]*chunkTable // rsag, direct
+	acc       []float32
+	wire      []byte // encode scratch of the receive loop
+	sendBuf   []byte // encode scratch of the sender goroutine
+	next      []int32
+	pend      []*Msg
+	agGot     []bool
+	roundLeft []int32
 }
 
 type refusal struct {
@@ -139,6 +141,7 @@ func Join(ctx context.Context, t Transport, group string, epoch uint64, rank, si
 		id:         hex.EncodeToString(idb[:]),
 		enc:        cfg.Compression.encoding(),
 		chunkBytes: chunk,
+		window:     max(1, cfg.MaxInflight/(2*max(1, size-1)*chunk)),
 		bcast:      bcastSubject(group, epoch),
 		ch:         make(chan *Msg, cfg.QueueLen),
 		closed:     make(chan struct{}),
@@ -161,7 +164,7 @@ func Join(ctx context.Context, t Transport, group string, epoch uint64, rank, si
 		_ = m.Close()
 		return nil, fmt.Errorf("collective: join %s epoch %d rank %d/%d: %w", group, epoch, rank, size, err)
 	}
-	m.log.Debug("joined", "size", size, "chunk_bytes", chunk)
+	m.log.Debug("joined", "size", size, "chunk_bytes", chunk, "window", m.window)
 	return m, nil
 }
 
@@ -180,6 +183,10 @@ func (m *Member) Group() string { return m.group }
 // ChunkBytes returns the data bytes per message in effect (Config.ChunkBytes
 // capped by the transport's max payload).
 func (m *Member) ChunkBytes() int { return m.chunkBytes }
+
+// Window returns how many chunk rounds ahead of the all-gather the
+// reduce-scatter sender may run (see Config.MaxInflight).
+func (m *Member) Window() int { return m.window }
 
 // Algorithm returns the algorithm AllReduce uses for a buffer of n
 // float32.
