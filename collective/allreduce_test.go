@@ -700,6 +700,41 @@ func TestAllReduceWindow(t *testing.T) {
 	}
 }
 
+func TestChunkAndWindow(t *testing.T) {
+	const mi = 1 << 20
+	for _, tc := range []struct {
+		name                    string
+		chunkBytes, maxInflight int
+		size, room              int
+		wantChunk, wantWindow   int
+	}{
+		{"auto, 2 members: the 2 MiB ceiling", 0, 0, 2, 8 * mi, 2 * mi, 8},
+		{"auto, 4 members", 0, 0, 4, 8 * mi, 2 * mi, 2},
+		{"auto, 8 members: two rounds fit in 32 MiB", 0, 0, 8, 8 * mi, 1196032, 2},
+		{"auto, 16 members", 0, 0, 16, 8 * mi, 557056, 2},
+		{"auto, largest group: the floor", 0, 0, MaxGroupSize, 8 * mi, MinChunkBytes, 2},
+		{"auto, nats-server's 1 MB max payload", 0, 0, 4, 1<<20 - HeaderRoom, 1<<20 - HeaderRoom, 5},
+		{"auto, small budget", 0, 1 * mi, 4, 8 * mi, 86016, 2},
+		{"explicit chunk: window from the budget", 1 * mi, 0, 4, 8 * mi, 1 * mi, 5},
+		{"explicit chunk beyond the budget: window 2 anyway", 4 * mi, 0, 8, 8 * mi, 4 * mi, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			c.ChunkBytes = tc.chunkBytes
+			if tc.maxInflight != 0 {
+				c.MaxInflight = tc.maxInflight
+			}
+			chunk, window := c.withDefaults().chunkAndWindow(tc.size, tc.room)
+			if chunk != tc.wantChunk || window != tc.wantWindow {
+				t.Fatalf("chunk %d window %d, want %d and %d", chunk, window, tc.wantChunk, tc.wantWindow)
+			}
+			if chunk%8 != 0 {
+				t.Fatalf("chunk %d is not a multiple of 8 bytes", chunk)
+			}
+		})
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

@@ -45,7 +45,7 @@ const (
 // Limits and defaults for Config.
 const (
 	DefaultTimeout        = 60 * time.Second
-	DefaultChunkBytes     = 1 << 20
+	MaxAutoChunkBytes     = 2 << 20
 	MinChunkBytes         = 4 << 10
 	MaxChunkBytes         = 64 << 20
 	DefaultSmallThreshold = 64 << 10
@@ -73,9 +73,13 @@ type Config struct {
 	// ErrTimeout at most this long after the call started. Default 60s;
 	// must be positive.
 	Timeout time.Duration
-	// ChunkBytes is the most buffer bytes per message. 0 means
-	// DefaultChunkBytes (1 MiB). Always capped at the transport's max
-	// payload minus HeaderRoom. Valid: 0 or MinChunkBytes..MaxChunkBytes.
+	// ChunkBytes is the most buffer bytes per message. 0 (the default)
+	// means auto: the largest size up to MaxAutoChunkBytes (2 MiB) with
+	// which two rounds of chunks in flight toward a member, 4(N-1)
+	// chunks, fit in MaxInflight (N = 4: 2 MiB; N = 8: 1.1 MiB; N = 16:
+	// 544 KiB), at least MinChunkBytes. Always capped at the transport's
+	// max payload minus HeaderRoom. Valid: 0 or
+	// MinChunkBytes..MaxChunkBytes.
 	ChunkBytes int
 	// SmallThreshold: with AlgoAuto, buffers of at most this many bytes
 	// (4 per float32) use AlgoDirect. Default 64 KiB; 0 is allowed (never
@@ -91,30 +95,32 @@ type Config struct {
 	// starts chunk round k (its k-th chunk for every owner) only once
 	// round k-W is complete locally, which keeps at most 2(N-1)·W chunks
 	// in flight toward any member; W is the largest window with
-	// 2(N-1)·W·chunk ≤ MaxInflight, at least 1. Keep it below the
-	// server's max_pending (nats-server default 64 MiB), or the server
-	// disconnects a member that falls behind as a slow consumer. Default
-	// 32 MiB; must not be negative. Members may differ.
+	// 2(N-1)·W·chunk ≤ MaxInflight, at least 2 (so that a round overlaps
+	// the previous one's all-gather). Keep it below the server's
+	// max_pending (nats-server default 64 MiB), or the server disconnects
+	// a member that falls behind as a slow consumer. Default 32 MiB; must
+	// not be negative. With auto ChunkBytes it sets the chunk size, which
+	// all members must agree on (Join checks).
 	MaxInflight int
 	// Logger receives debug and warning messages; nil discards them.
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns the defaults documented on Config's fields.
+// DefaultConfig returns the defaults documented on Config's fields
+// (ChunkBytes 0: auto).
 func DefaultConfig() Config {
 	return Config{
 		Algorithm:      AlgoAuto,
 		Compression:    CompressNone,
 		Timeout:        DefaultTimeout,
-		ChunkBytes:     DefaultChunkBytes,
 		SmallThreshold: DefaultSmallThreshold,
 		QueueLen:       DefaultQueueLen,
 		MaxInflight:    DefaultMaxInflight,
 	}
 }
 
-// withDefaults fills zero values (except SmallThreshold, where 0 is
-// meaningful) with defaults.
+// withDefaults fills zero values (except SmallThreshold and ChunkBytes,
+// where 0 is meaningful) with defaults.
 func (c Config) withDefaults() Config {
 	if c.Algorithm == "" {
 		c.Algorithm = AlgoAuto
@@ -124,9 +130,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
-	}
-	if c.ChunkBytes == 0 {
-		c.ChunkBytes = DefaultChunkBytes
 	}
 	if c.QueueLen == 0 {
 		c.QueueLen = DefaultQueueLen
@@ -184,4 +187,16 @@ func (c Compression) encoding() encoding {
 	default:
 		return encF32
 	}
+}
+
+// chunkAndWindow returns the chunk size (before the max payload cap) and
+// the flow-control window for a group of size members.
+func (c Config) chunkAndWindow(size, room int) (chunk, window int) {
+	peers := max(1, size-1)
+	chunk = c.ChunkBytes
+	if chunk == 0 {
+		chunk = min(MaxAutoChunkBytes, max(MinChunkBytes, c.MaxInflight/(4*peers))) / MinChunkBytes * MinChunkBytes
+	}
+	chunk = min(chunk, room) &^ 7
+	return chunk, max(2, c.MaxInflight/(2*peers*chunk))
 }

@@ -127,7 +127,7 @@ func Join(ctx context.Context, t Transport, group string, epoch uint64, rank, si
 	if room < 1024 {
 		return nil, fmt.Errorf("%w: transport max payload %d leaves no room for data (need > %d)", ErrInvalid, t.MaxPayload(), HeaderRoom+1024)
 	}
-	chunk := min(cfg.ChunkBytes, room) &^ 7
+	chunk, window := cfg.chunkAndWindow(size, room)
 
 	var idb [8]byte
 	_, _ = rand.Read(idb[:])
@@ -141,7 +141,7 @@ func Join(ctx context.Context, t Transport, group string, epoch uint64, rank, si
 		id:         hex.EncodeToString(idb[:]),
 		enc:        cfg.Compression.encoding(),
 		chunkBytes: chunk,
-		window:     max(1, cfg.MaxInflight/(2*max(1, size-1)*chunk)),
+		window:     window,
 		bcast:      bcastSubject(group, epoch),
 		ch:         make(chan *Msg, cfg.QueueLen),
 		closed:     make(chan struct{}),

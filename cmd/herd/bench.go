@@ -92,7 +92,7 @@ func benchAllReduceCommand() *cli.Command {
 			&cli.StringFlag{Name: "algorithm", Value: "auto", Usage: "auto, rsag or direct"},
 			&cli.StringFlag{Name: "compression", Value: "none", Usage: "none, bf16 or fp16"},
 			&cli.StringFlag{Name: "transport", Usage: "members' NATS client: raw (collective's own) or nats (nats.go); default raw unless TLS, nkeys or creds are configured"},
-			&cli.IntFlag{Name: "chunk-bytes", Usage: "bytes per message (0: default, capped by max_payload)"},
+			&cli.IntFlag{Name: "chunk-bytes", Usage: "bytes per message (0: auto, at most 2 MiB, smaller for large groups; capped by max_payload)"},
 			&cli.IntFlag{Name: "iters", Value: 20, Usage: "timed calls"},
 			&cli.IntFlag{Name: "warmup", Value: 3, Usage: "untimed calls first"},
 			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "bound on one call"},

@@ -116,9 +116,10 @@ type RankResult struct {
 	// ran before returning.
 	FailedAfterMS float64 `json:"failed_after_ms,omitempty"`
 	Killed        bool    `json:"killed,omitempty"`
-	// Algorithm and ChunkBytes the member used.
+	// Algorithm, ChunkBytes and flow-control Window the member used.
 	Algorithm  string `json:"algorithm,omitempty"`
 	ChunkBytes int    `json:"chunk_bytes,omitempty"`
+	Window     int    `json:"window,omitempty"`
 }
 
 // ErrMembersFailed is returned (wrapped) by Run when a member failed; the
@@ -493,7 +494,7 @@ func runMember(ctx context.Context, s spec, emit func(event), onIter func(k int,
 		return fail(err)
 	}
 	defer m.Close()
-	res.Algorithm, res.ChunkBytes = string(m.Algorithm(s.Elems)), m.ChunkBytes()
+	res.Algorithm, res.ChunkBytes, res.Window = string(m.Algorithm(s.Elems)), m.ChunkBytes(), m.Window()
 	emit(event{Event: "joined"})
 
 	call := func(buf []float32, op collective.Op) error {
