@@ -176,6 +176,10 @@ func coordStart(c *cli.Context) error {
 	// are flushed too.
 	defer closeTel()
 	cfg.Telemetry = tel
+	if cfg.NATSURL == "" {
+		// The embedded server relays the workers' all-reduce traffic.
+		defer natsutil.TuneRelayGC()()
+	}
 	srv, err := coordinator.Start(cfg)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)

@@ -20,7 +20,6 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -237,10 +236,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
-		// The relay allocates a buffer per large message it receives;
-		// collecting less often saves about 5 % of its CPU (measured with
-		// 4 members, 16 MiB). Restored when Run returns.
-		defer debug.SetGCPercent(debug.SetGCPercent(400))
+		// As `herd coord start` does for its embedded server; restored
+		// when Run returns.
+		defer natsutil.TuneRelayGC()()
 		defer func() {
 			s.Shutdown()
 			s.WaitForShutdown()

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -279,5 +280,31 @@ func TestEmbeddedOptionsValidate(t *testing.T) {
 	}
 	if _, _, err := StartEmbedded(EmbeddedOptions{MaxPayload: 1}); err == nil {
 		t.Fatal("StartEmbedded accepted invalid options")
+	}
+}
+
+func TestTuneRelayGC(t *testing.T) {
+	for _, tc := range []struct {
+		name, gogc string
+		want       int
+	}{
+		{"unset: the relay's target", "", RelayGCPercent},
+		{"GOGC set: left alone", "150", 150},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("GOGC", tc.gogc)
+			before := debug.SetGCPercent(150)
+			defer debug.SetGCPercent(before)
+			restore := TuneRelayGC()
+			if got := debug.SetGCPercent(-1); got != tc.want {
+				t.Fatalf("GC percent %d, want %d", got, tc.want)
+			} else {
+				debug.SetGCPercent(got)
+			}
+			restore()
+			if got := debug.SetGCPercent(150); got != 150 {
+				t.Fatalf("after restore: GC percent %d, want 150", got)
+			}
+		})
 	}
 }
