@@ -189,8 +189,9 @@ func (c Compression) encoding() encoding {
 	}
 }
 
-// chunkAndWindow returns the chunk size (before the max payload cap) and
-// the flow-control window for a group of size members.
+// chunkAndWindow returns the chunk size, at most room (the transport's max
+// payload less HeaderRoom), and the flow-control window for a group of
+// size members.
 func (c Config) chunkAndWindow(size, room int) (chunk, window int) {
 	peers := max(1, size-1)
 	chunk = c.ChunkBytes
