@@ -143,7 +143,7 @@ func (s *Server) startNATS() error {
 			return fmt.Errorf("coordinator: nats server: %w", err)
 		}
 		if o.Logger != nil {
-			ns.SetLoggerV2(natsLog{o.Logger}, false, false, false)
+			ns.SetLoggerV2(natsutil.ServerLogger(o.Logger), false, false, false)
 		}
 		go ns.Start()
 		if !ns.ReadyForConnections(10 * time.Second) {
@@ -369,15 +369,6 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	w.l.Info(strings.TrimSpace(string(p)), "component", "raft")
 	return len(p), nil
 }
-
-type natsLog struct{ l *slog.Logger }
-
-func (n natsLog) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
-func (n natsLog) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
-func (n natsLog) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n natsLog) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n natsLog) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
-func (n natsLog) Tracef(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
 
 // Voters counts the voters in the raft configuration as this node knows it.
 func (s *Server) Voters() int {

@@ -1,12 +1,14 @@
 package natsutil
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -304,6 +306,42 @@ func TestTuneRelayGC(t *testing.T) {
 			restore()
 			if got := debug.SetGCPercent(150); got != 150 {
 				t.Fatalf("after restore: GC percent %d, want 150", got)
+			}
+		})
+	}
+}
+
+// levels records the level of every log record.
+type levels struct{ got []slog.Level }
+
+func (h *levels) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levels) Handle(_ context.Context, r slog.Record) error {
+	h.got = append(h.got, r.Level)
+	return nil
+}
+func (h *levels) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levels) WithGroup(string) slog.Handler      { return h }
+
+func TestServerLoggerLevels(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		log  func(server.Logger)
+		want slog.Level
+	}{
+		{"routine notice", func(l server.Logger) { l.Noticef("%s - Client connection created", "127.0.0.1:5000") }, slog.LevelDebug},
+		{"slow consumer cut off", func(l server.Logger) { l.Noticef("Slow Consumer Detected: MaxPending of %d Exceeded", 1<<27) }, slog.LevelWarn},
+		{"slow consumer write deadline", func(l server.Logger) {
+			l.Noticef("Slow Consumer %s: WriteDeadline of %v exceeded", "Detected", time.Second)
+		}, slog.LevelWarn},
+		{"warning", func(l server.Logger) { l.Warnf("Producer was stalled for a total of %v", time.Millisecond) }, slog.LevelWarn},
+		{"error", func(l server.Logger) { l.Errorf("listen: %v", "in use") }, slog.LevelError},
+		{"trace", func(l server.Logger) { l.Tracef("<<- [PUB x 1]") }, slog.LevelDebug},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &levels{}
+			tc.log(ServerLogger(slog.New(h)))
+			if len(h.got) != 1 || h.got[0] != tc.want {
+				t.Fatalf("levels %v, want [%v]", h.got, tc.want)
 			}
 		})
 	}
