@@ -106,14 +106,28 @@ func (p *proc) exitedWithin(d time.Duration) bool {
 	}
 }
 
+// handedOut holds every port freePort returned in this test process.
+var handedOut sync.Map
+
+// freePort returns a loopback port that was free a moment ago and that it
+// has not returned before: the kernel may give a just-closed port out
+// again, and a coordinator given the same port for raft and NATS fails to
+// start (seen in CI).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if _, dup := handedOut.LoadOrStore(port, true); !dup {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("freePort: the kernel kept returning ports already handed out")
+	return 0
 }
 
 // coordNode is one coordinator of a test cluster.
