@@ -17,8 +17,9 @@ type chunkTable struct {
 	rsag           bool
 	off, cnt       []int
 	owner          []int
-	first          []int // rsag: first chunk of shard r; first[size] = len(off)
-	lo             []int // rsag: first element of shard r; lo[size] = n
+	first          []int   // rsag: first chunk of shard r; first[size] = len(off)
+	lo             []int   // rsag: first element of shard r; lo[size] = n
+	rounds         []int32 // rsag: chunks in round k (chunk k of every shard)
 }
 
 func newChunkTable(n, size, elems int, rsag bool) *chunkTable {
@@ -47,6 +48,12 @@ func newChunkTable(n, size, elems int, rsag bool) *chunkTable {
 		}
 		add(r, at, at+l)
 		at += l
+		for k := range len(t.off) - t.first[r] {
+			if k == len(t.rounds) {
+				t.rounds = append(t.rounds, 0)
+			}
+			t.rounds[k]++
+		}
 	}
 	t.first[size] = len(t.off)
 	t.lo[size] = n
@@ -169,19 +176,10 @@ func (m *Member) newCall(buf []float32, op Op) *call {
 		m.agGot = grow(m.agGot, len(tab.off))
 		clear(m.agGot)
 		c.agGot = m.agGot
-		rounds := 0
-		for o := range m.size {
-			rounds = max(rounds, tab.first[o+1]-tab.first[o])
-		}
-		m.roundLeft = grow(m.roundLeft, rounds)
-		clear(m.roundLeft)
-		for o := range m.size {
-			for k := range tab.first[o+1] - tab.first[o] {
-				m.roundLeft[k]++
-			}
-		}
+		m.roundLeft = grow(m.roundLeft, len(tab.rounds))
+		copy(m.roundLeft, tab.rounds)
 		c.roundLeft = m.roundLeft
-		c.rounds = make(chan struct{}, rounds)
+		c.rounds = make(chan struct{}, len(tab.rounds))
 	} else {
 		c.ownN = len(tab.off)
 	}
